@@ -1,0 +1,3 @@
+from clrepro.cli import main
+
+raise SystemExit(main())

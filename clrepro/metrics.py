@@ -1,0 +1,56 @@
+"""Metrics computed from an accuracy matrix; no method touches these (FACIL's rule).
+
+R[i, j] = test accuracy on task j right after the last training example of task i;
+b[j] = accuracy on task j at initialisation (same initial weights). GEM Eqs. 2-4.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TRANSFER_NORMS = ("paper", "code")
+
+
+def _norm(t: int, transfer_norm: str) -> float:
+    """BWT/FWT denominators: the paper divides by T-1; GEM's code averages over all T tasks
+    including a zero term, i.e. scales by (T-1)/T (spec D4)."""
+    if transfer_norm not in TRANSFER_NORMS:
+        raise ValueError(f"metrics.transfer_norm must be one of {TRANSFER_NORMS}")
+    return float(t - 1 if transfer_norm == "paper" else t)
+
+
+def acc(r: np.ndarray) -> float:
+    """ACC = 1/T sum_i R[T, i] (Eq. 2)."""
+    r = np.asarray(r, dtype=float)
+    return float(r[-1].mean())
+
+
+def bwt(r: np.ndarray, transfer_norm: str = "paper") -> float:
+    """BWT = 1/(T-1) sum_{i<T} (R[T, i] - R[i, i]) (Eq. 3)."""
+    r = np.asarray(r, dtype=float)
+    t = len(r)
+    if t < 2:
+        return float("nan")
+    return float(sum(r[-1, i] - r[i, i] for i in range(t - 1)) / _norm(t, transfer_norm))
+
+
+def fwt(r: np.ndarray, b: np.ndarray, transfer_norm: str = "paper") -> float:
+    """FWT = 1/(T-1) sum_{i>=2} (R[i-1, i] - b[i]) (Eq. 4), against the random-init baseline b."""
+    r = np.asarray(r, dtype=float)
+    b = np.asarray(b, dtype=float)
+    t = len(r)
+    if t < 2:
+        return float("nan")
+    return float(sum(r[i - 1, i] - b[i] for i in range(1, t)) / _norm(t, transfer_norm))
+
+
+def weighted_final_accuracy(r: np.ndarray, test_sizes: list[int]) -> float:
+    """GMED's final accuracy: correct / total over the union of all tasks' test sets."""
+    r = np.asarray(r, dtype=float)
+    n = np.asarray(test_sizes, dtype=float)
+    return float((r[-1] * n).sum() / n.sum())
+
+
+def summary(r, b, test_sizes, transfer_norm: str = "paper") -> dict[str, float]:
+    return {"acc": acc(r), "bwt": bwt(r, transfer_norm), "fwt": fwt(r, b, transfer_norm),
+            "final_acc_weighted": weighted_final_accuracy(r, test_sizes)}
