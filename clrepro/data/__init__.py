@@ -1,0 +1,1 @@
+"""Raw datasets (sources), benchmark construction and the prepared-tensor cache."""

@@ -1,0 +1,287 @@
+"""Task streams built from raw datasets: permuted, rotated and split benchmarks.
+
+A benchmark is declared by a `BenchmarkDef` in a paper module and built in two stages:
+
+1. `prepare(defn, raw)` (the data rule, once per benchmark): everything fixed by the data
+   seed -- class order, per-task candidate pools, validation parts, test subsets,
+   permutations and angles -- plus the test sets themselves when they do not depend on
+   the run. The result is a dict of tensors cached under results/data/.
+2. `materialize(prepared, defn, run_seed)` (each training job): what the paper draws per
+   run -- e.g. GEM's fresh 1,000 training examples per task -- and the transformed images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from clrepro.data.raw import RawData
+from clrepro.data.transforms import ROTATIONS, permute_pixels
+
+SCENARIOS = ("task_incremental", "domain_incremental", "class_incremental")
+KINDS = ("permuted", "rotated", "split")
+
+
+@dataclass(frozen=True)
+class BenchmarkDef:
+    name: str
+    source: str
+    kind: str
+    n_tasks: int
+    scenario: str
+    train_per_task: int | None = None  # streamed per task; None = the whole pool
+    train_per_class: int | None = None  # cap on each class's candidates (data seed)
+    test_per_task: int | None = None  # None = every test image of the task
+    val_fraction: float = 0.0  # held out of each task's pool for tuning
+    classes_per_task: int | None = None  # split benchmarks
+    class_order: str = "natural"  # natural | shuffled (data seed)
+    identity_first: bool = False  # permuted: task 0 unpermuted
+    shared_subset: int | None = None  # permuted: one fixed subset of this size for all tasks
+    angle_range: tuple[float, float] = (0.0, 180.0)
+    angles: tuple[float, ...] | None = None  # explicit angles override the draw
+    interpolation: str = "nearest"  # rotated: nearest (PIL) | cubic (scipy)
+    train_draw: str = "run"  # who draws train_per_task from the pool: run | data
+    test_draw: str = "data"  # who draws test_per_task: data | run
+    transform_seed: str = "data"  # permutations/angles drawn from: data | run
+    data_seed: int = 0
+    quick: bool = False  # a stand-in, never compared with paper numbers
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"{self.name}: kind must be one of {KINDS}")
+        if self.scenario not in SCENARIOS:
+            raise ValueError(f"{self.name}: scenario must be one of {SCENARIOS}")
+        if self.kind == "split" and not self.classes_per_task:
+            raise ValueError(f"{self.name}: split benchmarks need classes_per_task")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["angle_range"] = list(self.angle_range)
+        d["angles"] = list(self.angles) if self.angles is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "BenchmarkDef":
+        d = dict(d)
+        d["angle_range"] = tuple(d["angle_range"])
+        d["angles"] = tuple(d["angles"]) if d.get("angles") is not None else None
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> "BenchmarkDef":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class TaskData:
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: torch.Tensor
+    info: dict[str, Any]
+
+
+@dataclass
+class Benchmark:
+    """The materialised stream of one run: T tasks with their train/val/test tensors."""
+
+    defn: BenchmarkDef
+    tasks: list[TaskData]
+    n_classes: int
+    input_shape: tuple[int, int, int]
+
+    @property
+    def name(self) -> str:
+        return self.defn.name
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def task_incremental(self) -> bool:
+        return self.defn.scenario == "task_incremental"
+
+    def class_mask(self) -> torch.Tensor:
+        """[T, n_classes] bool: the logits each task may use (all of them unless task-incremental)."""
+        mask = torch.zeros(self.n_tasks, self.n_classes, dtype=torch.bool)
+        for t, task in enumerate(self.tasks):
+            if self.task_incremental:
+                mask[t, task.classes] = True
+            else:
+                mask[t] = True
+        return mask
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "benchmark": self.name,
+            "n_tasks": self.n_tasks,
+            "tasks": [{"n_train": len(t.train_y), "n_val": len(t.val_y), "n_test": len(t.test_y),
+                       "classes": t.classes.tolist(), **t.info} for t in self.tasks],
+        }
+
+
+# ----------------------------------------------------------------------------- seeds
+
+def derive_seed(seed: int, purpose: str) -> int:
+    """Independent, reproducible seeds for the separate random streams of one run."""
+    digest = hashlib.sha256(f"{seed}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:7], "big")
+
+
+def _draw(n_pool: int, n: int | None, gen: torch.Generator) -> torch.Tensor:
+    if n is None or n >= n_pool:
+        return torch.arange(n_pool)
+    return torch.randperm(n_pool, generator=gen)[:n]
+
+
+def _transform_params(defn: BenchmarkDef, t: int, gen: torch.Generator, n_inputs: int):
+    if defn.kind == "permuted":
+        if t == 0 and defn.identity_first:
+            return torch.arange(n_inputs)
+        return torch.randperm(n_inputs, generator=gen)
+    if defn.kind == "rotated":
+        if defn.angles is not None:
+            return float(defn.angles[t])
+        lo, hi = defn.angle_range
+        width = (hi - lo) / defn.n_tasks
+        return lo + width * (t + float(torch.rand((), generator=gen, dtype=torch.float64)))
+    return None
+
+
+def _apply(defn: BenchmarkDef, x: torch.Tensor, param) -> torch.Tensor:
+    if defn.kind == "permuted":
+        return permute_pixels(x, param)
+    if defn.kind == "rotated":
+        return ROTATIONS[defn.interpolation](x, param)
+    return x
+
+
+def _info(defn: BenchmarkDef, param) -> dict[str, Any]:
+    if defn.kind == "rotated":
+        return {"angle": param}
+    if defn.kind == "permuted":
+        return {"permutation_sha256": hashlib.sha256(param.numpy().tobytes()).hexdigest()[:16],
+                "identity": bool(torch.equal(param, torch.arange(len(param))))}
+    return {}
+
+
+# ----------------------------------------------------------------------------- prepare
+
+def prepare(defn: BenchmarkDef, raw: RawData) -> dict[str, torch.Tensor]:
+    """Everything the data seed fixes, as a flat dict of tensors (see module docstring)."""
+    if defn.kind == "rotated" and raw.image_shape[0] != 1:
+        raise ValueError(f"{defn.name}: rotations are defined for single-channel images")
+    gen = torch.Generator().manual_seed(defn.data_seed)
+    n_inputs = int(torch.tensor(raw.image_shape).prod())
+
+    if defn.kind == "split":
+        order = (torch.randperm(raw.n_classes, generator=gen) if defn.class_order == "shuffled"
+                 else torch.arange(raw.n_classes))
+        k = defn.classes_per_task
+        if k * defn.n_tasks > raw.n_classes:
+            raise ValueError(f"{defn.name}: {defn.n_tasks} tasks x {k} classes exceeds "
+                             f"{raw.n_classes} classes of {raw.name}")
+        task_classes = [order[t * k:(t + 1) * k].sort().values for t in range(defn.n_tasks)]
+    else:
+        task_classes = [torch.arange(raw.n_classes)] * defn.n_tasks
+
+    shared = None
+    if defn.shared_subset:
+        shared = _draw(len(raw.train_y), defn.shared_subset, gen)
+
+    out: dict[str, torch.Tensor] = {}
+    for t, classes in enumerate(task_classes):
+        if shared is not None:
+            pool = shared
+        else:
+            pool = torch.nonzero(torch.isin(raw.train_y, classes)).flatten()
+            if defn.train_per_class:
+                pool = torch.cat([
+                    pool[raw.train_y[pool] == c][_draw(int((raw.train_y[pool] == c).sum()),
+                                                       defn.train_per_class, gen)]
+                    for c in classes])
+        pool = pool[torch.randperm(len(pool), generator=gen)]
+        n_val = int(round(defn.val_fraction * len(pool)))
+        val, pool = pool[len(pool) - n_val:], pool[:len(pool) - n_val]
+        if defn.train_draw == "data":
+            pool = pool[_draw(len(pool), defn.train_per_task, gen)]
+        test = torch.nonzero(torch.isin(raw.test_y, classes)).flatten()
+        if defn.test_draw == "data":
+            test = test[_draw(len(test), defn.test_per_task, gen).sort().values]
+        out[f"classes/{t}"] = classes
+        out[f"pool/{t}"] = pool
+        out[f"val/{t}"] = val
+        out[f"test/{t}"] = test
+        if defn.transform_seed == "data" and defn.kind != "split":
+            param = _transform_params(defn, t, gen, n_inputs)
+            out[f"param/{t}"] = torch.as_tensor(param)
+    return _compact(out, raw, defn)
+
+
+def _compact(index: dict[str, torch.Tensor], raw: RawData, defn: BenchmarkDef):
+    """Keep only the images some task refers to, and pre-transform fixed test sets."""
+    train_keys = [k for k in index if k.startswith(("pool/", "val/"))]
+    keep = torch.unique(torch.cat([index[k] for k in train_keys]))
+    remap = torch.full((len(raw.train_y),), -1, dtype=torch.long)
+    remap[keep] = torch.arange(len(keep))
+    out = {"train_x": raw.train_x[keep].clone(), "train_y": raw.train_y[keep].clone(),
+           "n_classes": torch.tensor(raw.n_classes)}
+    fixed_tests = defn.test_draw == "data" and (defn.transform_seed == "data" or defn.kind == "split")
+    if not fixed_tests:
+        out["test_x"], out["test_y"] = raw.test_x.clone(), raw.test_y.clone()
+    for key, value in index.items():
+        if key.startswith(("pool/", "val/")):
+            out[key] = remap[value]
+        elif key.startswith("test/") and fixed_tests:
+            t = int(key.split("/")[1])
+            x = raw.test_x[value]
+            if f"param/{t}" in index:
+                x = _apply(defn, x, _param_value(index[f"param/{t}"]))
+            out[f"test_x/{t}"], out[f"test_y/{t}"] = x.contiguous(), raw.test_y[value].clone()
+        else:
+            out[key] = value
+    return out
+
+
+def _param_value(tensor: torch.Tensor):
+    return float(tensor) if tensor.dim() == 0 else tensor
+
+
+# ----------------------------------------------------------------------------- materialize
+
+def materialize(prepared: dict[str, torch.Tensor], defn: BenchmarkDef, run_seed: int) -> Benchmark:
+    """Draw this run's examples and transformations (run seed) from a prepared benchmark."""
+    gen = torch.Generator().manual_seed(derive_seed(run_seed, "data"))
+    train_x, train_y = prepared["train_x"], prepared["train_y"]
+    shape = tuple(train_x.shape[1:])
+    n_inputs = int(torch.tensor(shape).prod())
+    tasks = []
+    for t in range(defn.n_tasks):
+        if f"param/{t}" in prepared:
+            param = _param_value(prepared[f"param/{t}"])
+        else:
+            param = _transform_params(defn, t, gen, n_inputs)
+        pool = prepared[f"pool/{t}"]
+        if defn.train_draw == "run":
+            pool = pool[_draw(len(pool), defn.train_per_task, gen)]
+        val = prepared[f"val/{t}"]
+        if f"test_x/{t}" in prepared:
+            test_x, test_y = prepared[f"test_x/{t}"], prepared[f"test_y/{t}"]
+        else:
+            test = prepared[f"test/{t}"]
+            if defn.test_draw == "run":
+                test = test[_draw(len(test), defn.test_per_task, gen).sort().values]
+            test_x, test_y = _apply(defn, prepared["test_x"][test], param), prepared["test_y"][test]
+        tasks.append(TaskData(
+            train_x=_apply(defn, train_x[pool], param).contiguous(), train_y=train_y[pool],
+            val_x=_apply(defn, train_x[val], param).contiguous(), val_y=train_y[val],
+            test_x=test_x, test_y=test_y, classes=prepared[f"classes/{t}"],
+            info=_info(defn, param)))
+    return Benchmark(defn, tasks, int(prepared["n_classes"]), shape)

@@ -1,0 +1,91 @@
+"""The prepared-benchmark cache: results/data/<benchmark>.pt plus a JSON manifest.
+
+The manifest holds the benchmark definition, the raw files it was built from and the
+sha256 of the tensor file. A tensor file that no longer matches (truncated copy, disk
+error, a definition changed since) is rebuilt instead of being trained on.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clrepro.data.benchmarks import BenchmarkDef, prepare
+from clrepro.data.sources import DataSettings, load_source
+from clrepro.fsutil import atomic_path, sha256_file, stable_hash, write_json
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+class StaleCacheError(RuntimeError):
+    """The cached tensors are missing, corrupt or were built from another definition."""
+
+
+def manifest_path(tensor_path: Path) -> Path:
+    return Path(tensor_path).with_suffix(".json")
+
+
+def definition_hash(defn: BenchmarkDef) -> str:
+    return stable_hash({"format": FORMAT_VERSION, **defn.to_dict()})
+
+
+def build(defn: BenchmarkDef, settings: DataSettings, tensor_path: Path) -> dict[str, Any]:
+    """Prepare `defn` from its raw source and write tensors + manifest atomically."""
+    raw = load_source(defn.source, settings)
+    tensors = prepare(defn, raw)
+    tensor_path = Path(tensor_path)
+    buffer = io.BytesIO()  # saving to a buffer keeps the archive's inner name (and bytes) stable
+    torch.save(tensors, buffer)
+    with atomic_path(tensor_path) as tmp:
+        tmp.write_bytes(buffer.getbuffer())
+        digest = sha256_file(tmp)
+    manifest = {
+        "benchmark": defn.name,
+        "definition": defn.to_dict(),
+        "definition_hash": definition_hash(defn),
+        "source": {"name": raw.name, "origin": raw.origin, "files_md5": raw.files,
+                   "train": len(raw.train_y), "test": len(raw.test_y),
+                   "image_shape": list(raw.image_shape), "n_classes": raw.n_classes},
+        "sizes": {k: list(v.shape) for k, v in tensors.items() if not k.startswith("param/")},
+        "sha256": digest,
+        "bytes": tensor_path.stat().st_size,
+    }
+    write_json(manifest_path(tensor_path), manifest)
+    log.info("prepared %s -> %s (%.1f MB, sha256 %s...)", defn.name, tensor_path,
+             manifest["bytes"] / 1e6, digest[:12])
+    return manifest
+
+
+def load(defn: BenchmarkDef, tensor_path: Path) -> dict[str, torch.Tensor]:
+    """Load verified tensors; raise StaleCacheError when they cannot be trusted."""
+    tensor_path = Path(tensor_path)
+    mpath = manifest_path(tensor_path)
+    if not tensor_path.is_file() or not mpath.is_file():
+        raise StaleCacheError(f"{tensor_path} or its manifest is missing")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except json.JSONDecodeError as exc:
+        raise StaleCacheError(f"{mpath} is not valid JSON ({exc})") from exc
+    if manifest.get("definition_hash") != definition_hash(defn):
+        raise StaleCacheError(f"{tensor_path} was built from another definition of {defn.name}")
+    digest = sha256_file(tensor_path)
+    if digest != manifest.get("sha256"):
+        raise StaleCacheError(f"{tensor_path} fails its checksum (sha256 {digest[:12]}..., "
+                              f"manifest says {str(manifest.get('sha256'))[:12]}...)")
+    return torch.load(tensor_path, weights_only=True)
+
+
+def load_or_rebuild(defn: BenchmarkDef, settings: DataSettings, tensor_path: Path):
+    try:
+        return load(defn, tensor_path)
+    except StaleCacheError as exc:
+        log.warning("%s; rebuilding it from the raw data", exc)
+        build(defn, settings, tensor_path)
+        return load(defn, tensor_path)
