@@ -1,0 +1,96 @@
+"""One training job: job description (from the plan) -> verified data -> loop -> record."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from clrepro import metrics
+from clrepro.data import store
+from clrepro.data.benchmarks import BenchmarkDef, materialize
+from clrepro.data.sources import DataSettings
+from clrepro.fsutil import stable_hash
+from clrepro.methods import get_method
+from clrepro.provenance import provenance
+from clrepro.results import RECORD_VERSION, write_record
+from clrepro.spec import RunSpec
+from clrepro.train import train_run
+
+log = logging.getLogger("clrepro")
+
+
+def choose_device(preference: str, wants_gpu: bool) -> torch.device:
+    """auto: a GPU for runs that ask for one (if present), the CPU otherwise."""
+    if preference == "cpu":
+        return torch.device("cpu")
+    if preference.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device '{preference}' requested but CUDA is not available")
+        return torch.device(preference)
+    if wants_gpu and torch.cuda.is_available():
+        return torch.device("cuda")
+    if wants_gpu:
+        log.warning("this run asks for a GPU but none is visible; training on the CPU")
+    return torch.device("cpu")
+
+
+def make_deterministic(device: torch.device) -> None:
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def checkpoint_path(out: Path) -> Path:
+    return out.with_name(f".{out.stem}.ckpt.pt")
+
+
+def run_job(desc: dict[str, Any], out: str | Path, prepared: str | Path, device: str = "auto",
+            threads: int = 1) -> dict[str, Any]:
+    out = Path(out)
+    spec = RunSpec.from_dict(desc["spec"])
+    if RunSpec.from_path(out) != spec:
+        raise ValueError(f"output {out} does not name the run {spec}")
+    hp = desc["hp"]
+    defn = BenchmarkDef.from_dict(desc["benchmark"])
+    settings = DataSettings(Path(desc["data"]["dir"]), desc["data"]["download"],
+                            desc["data"]["verify_checksums"], desc["data"]["synthetic"])
+    torch.set_num_threads(threads)
+    dev = choose_device(device, desc.get("gpu", False))
+    make_deterministic(dev)
+    log.info("run %s on %s, seed %d, memory %d, epochs %d (%s, %d thread%s)", spec.label,
+             spec.benchmark, spec.seed, spec.memory, spec.epochs, dev, threads,
+             "" if threads == 1 else "s")
+    log.info("hyperparameters: %s", hp)
+    tensors = store.load_or_rebuild(defn, settings, Path(prepared))
+    bench = materialize(tensors, defn, spec.seed)
+    ckpt = checkpoint_path(out)
+    measured = train_run(bench, get_method(spec.method), hp, spec.seed, spec.epochs, dev,
+                         checkpoint=ckpt, desc=f"{spec.label} {spec.benchmark} s{spec.seed}")
+    summary = None
+    if measured["status"] == "ok":
+        summary = metrics.summary(np.array(measured["R"]), np.array(measured["b"]),
+                                  measured["test_sizes"])
+        log.info("done: ACC %.4f  BWT %+.4f  FWT %+.4f  (train %.1fs, eval %.1fs)", summary["acc"],
+                 summary["bwt"], summary["fwt"], measured["timings"]["train_s"],
+                 measured["timings"]["eval_s"])
+    record = {
+        "record_version": RECORD_VERSION,
+        "run": {**spec.to_dict(), "path": str(out), "label": spec.label},
+        "paper": desc["paper"],
+        "status": measured.pop("status"),
+        "hp": hp,
+        "hp_hash": stable_hash(hp),
+        "benchmark": bench.manifest(),
+        "metrics": summary,
+        **measured,
+        "provenance": provenance(str(dev), threads),
+    }
+    write_record(out, record)
+    ckpt.unlink(missing_ok=True)
+    return record
