@@ -1,0 +1,1 @@
+"""From run records to tables, statistics and figures."""

@@ -1,0 +1,181 @@
+"""Command line: `clrepro run|plan|render|report|data` (also `python -m clrepro`).
+
+Inside the workflow every command gets its job description as JSON from the plan
+(`--job`/`--config-json`); by hand, the same commands resolve it from a config file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from clrepro.progress import setup_logging
+
+log = logging.getLogger("clrepro")
+
+
+def _config_from_args(args) -> dict[str, Any]:
+    from clrepro import config as cfg
+
+    if getattr(args, "config_json", None):
+        return cfg.validate(json.loads(args.config_json))
+    overrides = {}
+    for item in args.set or []:
+        key, _, value = item.partition("=")
+        overrides[key] = yaml.safe_load(value)
+    path = args.configfile if Path(args.configfile).is_file() else None
+    return cfg.load(path, overrides)
+
+
+def _plan(args):
+    from clrepro import plan
+
+    return plan.build(_config_from_args(args))
+
+
+def cmd_plan(args) -> int:
+    p = _plan(args)
+    print(json.dumps(p.summary(), indent=1))
+    if args.runs:
+        for path, job in sorted(p.runs.items()):
+            print(path, "gpu" if job.resources["gpu"] else "cpu")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from clrepro.job import run_job
+
+    if args.job:
+        desc = json.loads(args.job)
+        device = args.device or "auto"
+        data = args.data
+    else:
+        p = _plan(args)
+        desc = p.run_job(args.out).description(p.data)
+        device = args.device or p.config["device"]
+        data = args.data or str(p.benchmark_path(desc["benchmark"]["name"]))
+    if not data:
+        raise SystemExit("--data is required with --job")
+    record = run_job(desc, args.out, data, device=device, threads=args.threads)
+    return 0 if record["status"] in ("ok", "diverged") else 1
+
+
+def cmd_data(args) -> int:
+    from clrepro.data import store
+    from clrepro.data.benchmarks import BenchmarkDef
+    from clrepro.data.sources import DataSettings
+
+    if args.job:
+        desc = json.loads(args.job)
+        defn = BenchmarkDef.from_dict(desc["benchmark"])
+        settings = DataSettings.from_config(desc["data"])
+        targets = [(defn, Path(args.out))]
+    else:
+        p = _plan(args)
+        names = args.benchmarks or sorted(p.benchmarks)
+        unknown = [n for n in names if n not in p.benchmarks]
+        if unknown:
+            raise SystemExit(f"unknown benchmark(s) {', '.join(unknown)}; this plan has "
+                             f"{', '.join(sorted(p.benchmarks))}")
+        settings = p.data
+        targets = [(p.benchmarks[n], p.benchmark_path(n)) for n in names]
+    for defn, out in targets:
+        if args.check:
+            try:
+                store.load(defn, out)
+                print(f"ok       {defn.name}  {out}")
+            except store.StaleCacheError as exc:
+                print(f"rebuild  {defn.name}  ({exc})")
+            continue
+        store.build(defn, settings, out)
+    return 0
+
+
+def cmd_render(args) -> int:
+    from clrepro.render import render_artifact
+
+    p = _plan(args)
+    for artifact in args.artifacts or sorted(p.artifacts):
+        if artifact not in p.artifacts:
+            raise SystemExit(f"unknown artifact '{artifact}'; planned: {', '.join(sorted(p.artifacts))}")
+        render_artifact(p, artifact)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from clrepro.report import build_report
+
+    p = _plan(args)
+    claims = [job.claims for _, job in sorted(p.artifacts.items())]
+    missing = [str(c) for c in claims if not c.is_file()]
+    if missing:
+        raise SystemExit("render these artifacts first (clrepro render): " + ", ".join(missing))
+    out = Path(args.out) if args.out else p.report_path
+    build_report(claims, out)
+    log.info("wrote %s", out)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="clrepro", description=__doc__.splitlines()[0])
+    ap.add_argument("-v", "--verbose", action="store_true")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def with_config(p):
+        p.add_argument("--configfile", default="config.yaml", help="workflow config (default: config.yaml)")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override a top-level config key (YAML value), e.g. --set scale=smoke")
+        p.add_argument("--config-json", help=argparse.SUPPRESS)
+        return p
+
+    p = with_config(sub.add_parser("plan", help="show what the config asks for"))
+    p.add_argument("--runs", action="store_true", help="list every run path")
+    p.set_defaults(func=cmd_plan)
+
+    p = with_config(sub.add_parser("run", help="train one run and write its record"))
+    p.add_argument("out", help="results/runs/<benchmark>/<method>/<setting>/s<seed>.json")
+    p.add_argument("--job", help="job description JSON (the workflow passes this)")
+    p.add_argument("--data", help="prepared benchmark tensors (.pt)")
+    p.add_argument("--device", help="auto | cpu | cuda[:i]")
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=cmd_run)
+
+    p = with_config(sub.add_parser("data", help="prepare (or --check) benchmark tensors"))
+    p.add_argument("benchmarks", nargs="*", help="benchmark names (default: all in the plan)")
+    p.add_argument("--job", help=argparse.SUPPRESS)
+    p.add_argument("--out", help=argparse.SUPPRESS)
+    p.add_argument("--check", action="store_true", help="verify caches instead of building")
+    p.set_defaults(func=cmd_data)
+
+    p = with_config(sub.add_parser("render", help="render artifacts (tables, figures, verdicts)"))
+    p.add_argument("artifacts", nargs="*", help="artifact IDs (default: all planned)")
+    p.set_defaults(func=cmd_render)
+
+    p = with_config(sub.add_parser("report", help="assemble the report PDF"))
+    p.add_argument("--out", help="default: <results>/report.pdf")
+    p.set_defaults(func=cmd_report)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    setup_logging(args.verbose)
+    from clrepro.config import ConfigError
+    from clrepro.data.sources import ChecksumError, MissingDataError
+
+    try:
+        return args.func(args)
+    except (ConfigError, MissingDataError, ChecksumError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        log.error("%s", message)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

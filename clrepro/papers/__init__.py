@@ -1,0 +1,18 @@
+"""Paper modules: each declares benchmarks, hyperparameters, artifacts and claims."""
+
+from __future__ import annotations
+
+from clrepro.papers.base import Paper
+
+
+def registry() -> dict[str, Paper]:
+    from clrepro.papers.gem2017 import PAPER as GEM2017
+
+    return {p.key: p for p in (GEM2017,)}
+
+
+def get_paper(key: str) -> Paper:
+    papers = registry()
+    if key not in papers:
+        raise KeyError(f"unknown paper '{key}'; known: {', '.join(papers)}")
+    return papers[key]

@@ -1,0 +1,98 @@
+"""What a paper module declares: benchmarks, hyperparameters, artifacts and claims.
+
+A paper module is the single source of truth for *what* to run. The Snakefile asks the
+plan (built from these declarations) for runs and artifacts and never lists them itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pandas as pd
+
+from clrepro.data.benchmarks import BenchmarkDef
+from clrepro.spec import RunSpec
+
+SCALES = ("smoke", "quick", "full")
+HOLDS, FAILS, NOT_CHECKABLE, INCONCLUSIVE = "holds", "does not hold", "not checkable", "inconclusive"
+VERDICTS = (HOLDS, FAILS, NOT_CHECKABLE, INCONCLUSIVE)
+
+
+@dataclass
+class Verdict:
+    status: str
+    detail: str
+
+    def __post_init__(self) -> None:
+        if self.status not in VERDICTS:
+            raise ValueError(f"verdict status must be one of {VERDICTS}")
+
+
+@dataclass
+class Claim:
+    """A checkable statement from the spec; `check` computes its verdict from run records."""
+
+    id: str
+    text: str
+    check: Callable[["Context"], Verdict]
+
+
+@dataclass
+class Context:
+    """What render and claim functions receive."""
+
+    scale: str
+    runs: Any  # clrepro.analysis.collect.RunSet
+    options: dict[str, Any]
+    paper: "Paper"
+
+    @property
+    def quick(self) -> bool:
+        return self.scale != "full"
+
+
+@dataclass
+class Artifact:
+    id: str
+    title: str
+    kind: str  # "table" | "figure"
+    caption: str
+    runs: Callable[[str], list[RunSpec]]  # scale -> the runs it reads
+    render: Callable[[Context], "Rendered"]
+    claims: list[Claim] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("table", "figure"):
+            raise ValueError(f"{self.id}: kind must be table or figure")
+
+
+@dataclass
+class Rendered:
+    """A rendered artifact: our numbers (and the paper's beside them) plus a figure."""
+
+    table: pd.DataFrame  # what goes into CSV/MD/TeX (figures: the plotted numbers)
+    figure: Any = None  # matplotlib Figure for figure artifacts
+    paper_table: pd.DataFrame | None = None  # the paper's numbers from the spec, if any
+    notes: list[str] = field(default_factory=list)
+    display: pd.DataFrame | None = None  # formatted version of `table` for MD/TeX/PDF
+
+
+@dataclass
+class Paper:
+    key: str
+    title: str
+    citation: str
+    protocol_version: int
+    benchmarks: Callable[[str, dict[str, Any]], dict[str, BenchmarkDef]]
+    hyperparams: Callable[[RunSpec, dict[str, Any]], dict[str, Any]]
+    resources: Callable[[RunSpec], dict[str, Any]]
+    artifacts: list[Artifact]
+    option_defaults: dict[str, Any]
+
+    def artifact(self, artifact_id: str) -> Artifact:
+        for a in self.artifacts:
+            if a.id == artifact_id:
+                return a
+        raise KeyError(f"unknown artifact '{artifact_id}'; {self.key} has "
+                       f"{', '.join(a.id for a in self.artifacts)}")

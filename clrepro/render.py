@@ -1,0 +1,97 @@
+"""Render one artifact: tables/figures from run records, plus its claims' verdicts."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from clrepro.analysis.collect import RunSet
+from clrepro.analysis.plots import save_figure
+from clrepro.analysis.tables import to_markdown, write_table
+from clrepro.fsutil import write_json, write_text
+from clrepro.papers import get_paper
+from clrepro.papers.base import INCONCLUSIVE, Context, Verdict
+from clrepro.plan import Plan
+
+log = logging.getLogger("clrepro")
+QUICK_LABEL = "quick – not comparable to paper values"
+
+
+def scale_label(scale: str) -> str:
+    return {"full": "full (paper protocol)", "quick": QUICK_LABEL,
+            "smoke": "smoke – pipeline check only, not comparable to paper values"}[scale]
+
+
+def _records(df: pd.DataFrame | None) -> list[dict[str, Any]] | None:
+    if df is None:
+        return None
+    return [{str(k): (None if pd.isna(v) else v) for k, v in row.items()}
+            for row in df.astype(object).to_dict("records")]
+
+
+def render_artifact(plan: Plan, artifact_id: str) -> dict[str, Any]:
+    job = plan.artifacts[artifact_id]
+    paper = get_paper(job.paper)
+    options = plan.options[job.paper]
+    runs = RunSet(job.runs, plan.root, paper.protocol_version,
+                  options.get("metrics.transfer_norm", "paper"))
+    ctx = Context(plan.scale, runs, options, paper)
+    art = job.artifact
+    rendered = art.render(ctx)
+    label = scale_label(plan.scale)
+    caption = f"{art.id}: {art.title}. {art.caption} [{label}]"
+    outputs = {p.suffix: p for p in job.outputs}
+    if art.kind == "table":
+        write_table(rendered.table, outputs[".csv"], outputs[".md"], outputs[".tex"],
+                    display=rendered.display, caption=caption)
+    else:
+        save_figure(rendered.figure, outputs[".pdf"], outputs[".png"])
+        plt.close(rendered.figure)
+        write_text(outputs[".csv"], rendered.table.to_csv(index=False))
+
+    claims = []
+    for claim in art.claims:
+        try:
+            verdict = claim.check(ctx)
+        except Exception as exc:  # a broken check must not hide the other verdicts
+            log.error("claim %s of %s failed to evaluate:\n%s", claim.id, art.id,
+                      traceback.format_exc())
+            verdict = Verdict(INCONCLUSIVE, f"check raised {type(exc).__name__}: {exc}")
+        claims.append({"id": f"{job.paper}.{claim.id}", "text": claim.text,
+                       "status": verdict.status, "detail": verdict.detail})
+        log.info("%s %s: %s — %s", art.id, claim.id, verdict.status, verdict.detail)
+    problems = runs.problems()
+    summary = {
+        "artifact": art.id, "paper": job.paper, "paper_title": paper.title, "title": art.title,
+        "kind": art.kind, "caption": art.caption, "scale": plan.scale, "scale_label": label,
+        "display": _records(rendered.display if rendered.display is not None else rendered.table),
+        "paper_table": _records(rendered.paper_table), "notes": rendered.notes,
+        "claims": claims,
+        "runs": {"total": len(runs.df), "ok": int((runs.df["status"] == "ok").sum()),
+                 "problems": _records(problems[["path", "status"]]) if len(problems) else []},
+        "provenance": _provenance_summary(runs),
+        "files": [str(p) for p in job.outputs],
+    }
+    write_json(job.claims, summary)
+    if art.kind == "table":  # append the paper's numbers and verdicts to the Markdown
+        extra = []
+        if rendered.paper_table is not None:
+            extra += ["", "Paper:", "", to_markdown(rendered.paper_table)]
+        extra += [f"- {n}" for n in rendered.notes]
+        extra += [f"- **{c['id']}** ({c['status']}): {c['text']} — {c['detail']}" for c in claims]
+        write_text(outputs[".md"], outputs[".md"].read_text() + "\n".join(extra) + "\n")
+    return summary
+
+
+def _provenance_summary(runs: RunSet) -> dict[str, Any]:
+    commits, devices, dirty = set(), set(), False
+    for record in runs.records.values():
+        prov = record["provenance"]
+        commits.add(str(prov.get("commit"))[:12])
+        devices.add(prov.get("machine", {}).get("gpu") or prov.get("machine", {}).get("device"))
+        dirty |= bool(prov.get("dirty"))
+    return {"commits": sorted(commits), "devices": sorted(map(str, devices)), "dirty": dirty}

@@ -1,0 +1,176 @@
+"""The report PDF: environment, then per artifact our figure/table, the paper's numbers and
+the claim verdicts. Pure matplotlib (PdfPages), so it builds offline without TeX."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.image as mpimg  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
+
+from clrepro.fsutil import atomic_path  # noqa: E402
+from clrepro.papers.base import FAILS, HOLDS, INCONCLUSIVE, NOT_CHECKABLE  # noqa: E402
+from clrepro.provenance import code_state, versions  # noqa: E402
+
+PAGE = (11.69, 8.27)  # A4 landscape, inches
+MARGIN = 0.045
+COLOURS = {HOLDS: "#1b7837", FAILS: "#b2182b", INCONCLUSIVE: "#8c6d1f", NOT_CHECKABLE: "#555555"}
+ROWS_PER_PAGE = 24
+
+
+class Pages:
+    """Lays blocks out top to bottom, starting a new page when one does not fit."""
+
+    def __init__(self, pdf: PdfPages, header: str):
+        self.pdf, self.header = pdf, header
+        self.fig = None
+        self.y = 0.0
+
+    def _new(self) -> None:
+        self.flush()
+        self.fig = plt.figure(figsize=PAGE)
+        self.fig.text(MARGIN, 0.975, self.header, fontsize=7, color="0.45", va="top")
+        self.fig.text(1 - MARGIN, 0.975, f"page {self.pdf.get_pagecount() + 1}", fontsize=7,
+                      color="0.45", va="top", ha="right")
+        self.y = 0.94
+
+    def need(self, height: float) -> None:
+        if self.fig is None or self.y - height < MARGIN:
+            self._new()
+
+    def text(self, s: str, size: float = 9, weight: str = "normal", color: str = "black",
+             width: int = 160, gap: float = 0.006) -> None:
+        lines = []
+        for para in s.split("\n"):
+            lines += textwrap.wrap(para, width=width) or [""]
+        height = len(lines) * size * 1.45 / 72 / PAGE[1] + gap
+        self.need(height)
+        self.fig.text(MARGIN, self.y, "\n".join(lines), fontsize=size, weight=weight, color=color,
+                      va="top", family="DejaVu Sans", linespacing=1.3)
+        self.y -= height
+
+    def table(self, rows: list[dict[str, Any]], title: str = "", size: float = 7.5) -> None:
+        if not rows:
+            return
+        cols = list(rows[0])
+        for start in range(0, len(rows), ROWS_PER_PAGE):
+            chunk = rows[start:start + ROWS_PER_PAGE]
+            row_h = size * 1.9 / 72 / PAGE[1]
+            height = row_h * (len(chunk) + 1) + (0.03 if title else 0.01)
+            self.need(height)
+            if title:
+                self.text(title + (" (continued)" if start else ""), size=8.5, weight="bold")
+            ax = self.fig.add_axes([MARGIN, self.y - row_h * (len(chunk) + 1), 1 - 2 * MARGIN,
+                                    row_h * (len(chunk) + 1)])
+            ax.axis("off")
+            cells = [[_cell(r.get(c)) for c in cols] for r in chunk]
+            # columns as wide as their longest entry (header included), within limits
+            longest = [max([len(str(c)), *(len(row[i]) for row in cells)]) for i, c in enumerate(cols)]
+            widths = [min(max(n, 4), 70) for n in longest]
+            widths = [w / sum(widths) for w in widths]
+            tbl = ax.table(cellText=cells, colLabels=cols, loc="upper left", cellLoc="left",
+                           colLoc="left", bbox=[0, 0, 1, 1], colWidths=widths)
+            tbl.auto_set_font_size(False)
+            tbl.set_fontsize(size)
+            for (r, _), cell in tbl.get_celld().items():
+                cell.set_edgecolor("0.85")
+                if r == 0:
+                    cell.set_facecolor("#e8eef6")
+                    cell.set_text_props(weight="bold")
+            self.y -= row_h * (len(chunk) + 1) + 0.012
+
+    def image(self, path: Path, max_height: float = 0.5) -> None:
+        img = mpimg.imread(path)
+        h_px, w_px = img.shape[:2]
+        width = 1 - 2 * MARGIN
+        height = min(max_height, width * PAGE[0] / PAGE[1] * h_px / w_px)
+        width = height * PAGE[1] / PAGE[0] * w_px / h_px
+        self.need(height + 0.01)
+        ax = self.fig.add_axes([MARGIN, self.y - height, width, height])
+        ax.imshow(img)
+        ax.axis("off")
+        self.y -= height + 0.015
+
+    def page_break(self) -> None:
+        self.fig is not None and self._new()
+
+    def flush(self) -> None:
+        if self.fig is not None:
+            self.pdf.savefig(self.fig)
+            plt.close(self.fig)
+            self.fig = None
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return textwrap.shorten(str(value), 120, placeholder="…")
+
+
+def build_report(claim_files: list[Path], out: Path, title: str = "clrepro reproduction report") -> None:
+    summaries = [json.loads(Path(p).read_text()) for p in claim_files]
+    when = os.environ.get("SOURCE_DATE_EPOCH")
+    stamp = (dt.datetime.fromtimestamp(int(when), dt.timezone.utc) if when
+             else dt.datetime.now(dt.timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
+    state, vers = code_state(), versions()
+    scales = sorted({s["scale_label"] for s in summaries})
+    with atomic_path(out) as tmp, PdfPages(tmp, metadata={"Title": title, "CreationDate": None}) as pdf:
+        pages = Pages(pdf, f"{title} · {' / '.join(scales)}")
+        pages.text(title, size=20, weight="bold", gap=0.015)
+        for s in scales:
+            pages.text(f"Scale: {s}", size=11, color=COLOURS[FAILS] if "not comparable" in s else "black")
+        commit = state["commit"] or "unknown"
+        run_commits = sorted({c for s in summaries for c in s["provenance"]["commits"]})
+        devices = sorted({d for s in summaries for d in s["provenance"]["devices"]})
+        pages.text(
+            f"Generated {stamp} from commit {commit[:12]}{' (uncommitted changes)' if state['dirty'] else ''}; "
+            f"runs made at commit(s) {', '.join(run_commits) or '–'} on {', '.join(devices) or '–'}.\n"
+            + "Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()), size=9, gap=0.02)
+        overview = [{"artifact": s["artifact"], "claim": c["id"], "verdict": c["status"],
+                     "statement": c["text"]} for s in summaries for c in s["claims"]]
+        counts = {k: sum(1 for o in overview if o["verdict"] == k) for k in COLOURS}
+        pages.text("Claims: " + ", ".join(f"{n} {k}" for k, n in counts.items()), size=11,
+                   weight="bold")
+        runs_total = sum(s["runs"]["total"] for s in summaries)
+        problems = [p for s in summaries for p in s["runs"]["problems"]]
+        pages.text(f"Run records read: {runs_total} (shared runs counted per artifact); "
+                   f"{len(problems)} unusable: "
+                   + (", ".join(sorted({p['status'] for p in problems})) or "none"), size=9)
+        pages.table(overview, "Verdicts")
+        for s in summaries:
+            _artifact_pages(pages, s)
+        pages.flush()
+
+
+def _artifact_pages(pages: Pages, s: dict[str, Any]) -> None:
+    pages.page_break()
+    pages.text(f"{s['artifact']} — {s['title']}", size=14, weight="bold")
+    pages.text(f"{s['paper_title']} · {s['caption']}", size=9, color="0.25")
+    pages.text(s["scale_label"], size=9, color=COLOURS[FAILS] if "not comparable" in s["scale_label"]
+               else "0.25", gap=0.012)
+    if s["kind"] == "figure":
+        png = next(Path(f) for f in s["files"] if f.endswith(".png"))
+        if png.is_file():
+            pages.image(png, max_height=0.48)
+    pages.table(s["display"] or [], "Ours")
+    if s["paper_table"]:
+        pages.table(s["paper_table"], "Paper")
+    for note in s["notes"]:
+        pages.text(f"Note: {note}", size=8, color="0.3")
+    for p in s["runs"]["problems"]:
+        pages.text(f"Unusable run: {p['path']} ({p['status']})", size=8, color=COLOURS[FAILS])
+    for c in s["claims"]:
+        pages.text(f"{c['id']} — {c['status'].upper()}", size=9.5, weight="bold",
+                   color=COLOURS[c["status"]], gap=0.002)
+        pages.text(f"{c['text']}\n{c['detail']}", size=8.5, gap=0.01)
