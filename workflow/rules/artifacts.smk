@@ -1,0 +1,47 @@
+# Tables (CSV/Markdown/LaTeX) and figures (PDF/PNG + plotted numbers), each with the
+# verdicts of its claims in results/claims/<artifact>.json.
+
+
+localrules:
+    render_table,
+    render_figure,
+
+
+rule render_table:
+    input:
+        artifact_runs,
+    output:
+        csv=f"{RESULTS}/tables/{{artifact}}.csv",
+        md=f"{RESULTS}/tables/{{artifact}}.md",
+        tex=f"{RESULTS}/tables/{{artifact}}.tex",
+        claims=f"{RESULTS}/claims/{{artifact}}.json",
+    wildcard_constraints:
+        artifact=_alternatives(TABLES),
+    params:
+        config=CONFIG,
+    log:
+        f"{RESULTS}/logs/render/{{artifact}}.log",
+    conda:
+        "../envs/clrepro.yaml"
+    script:
+        "../scripts/render.py"
+
+
+rule render_figure:
+    input:
+        artifact_runs,
+    output:
+        pdf=f"{RESULTS}/figures/{{artifact}}.pdf",
+        png=f"{RESULTS}/figures/{{artifact}}.png",
+        csv=f"{RESULTS}/figures/{{artifact}}.csv",
+        claims=f"{RESULTS}/claims/{{artifact}}.json",
+    wildcard_constraints:
+        artifact=_alternatives(FIGURES),
+    params:
+        config=CONFIG,
+    log:
+        f"{RESULTS}/logs/render/{{artifact}}.log",
+    conda:
+        "../envs/clrepro.yaml"
+    script:
+        "../scripts/render.py"

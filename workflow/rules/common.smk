@@ -1,0 +1,42 @@
+# Shared setup: validate the config, build the plan, define wildcard spaces.
+import re
+
+from snakemake.exceptions import WorkflowError
+
+import clrepro.config
+import clrepro.plan
+
+# clrepro.plan validates the config against clrepro/schemas/config.schema.yaml (JSON
+# Schema; unknown keys and wrong types are named) before any job is scheduled.
+try:
+    PLAN = clrepro.plan.build(config)
+except (clrepro.config.ConfigError, KeyError, ValueError) as exc:
+    raise WorkflowError(f"clrepro: {exc}")
+
+RESULTS = str(PLAN.root)
+REPORT = str(PLAN.report_path)
+CONFIG = PLAN.config  # validated, defaults filled in
+
+
+def _alternatives(names):
+    return "|".join(re.escape(n) for n in sorted(names)) or "(?!)"
+
+
+TABLES = [a for a, job in PLAN.artifacts.items() if job.artifact.kind == "table"]
+FIGURES = [a for a, job in PLAN.artifacts.items() if job.artifact.kind == "figure"]
+
+
+wildcard_constraints:
+    benchmark=_alternatives(PLAN.benchmarks),
+    seed=r"\d+",
+    setting=r"m\d+-e\d+(\+[A-Za-z0-9_.]+=[^+/]+)*",
+    method=r"[a-z0-9_]+",
+
+
+def run_of(wc):
+    """The planned run named by the train rule's wildcards."""
+    return PLAN.run_job(f"{RESULTS}/runs/{wc.benchmark}/{wc.method}/{wc.setting}/s{wc.seed}.json")
+
+
+def artifact_runs(wc):
+    return [str(s.path(PLAN.root)) for s in PLAN.artifacts[wc.artifact].runs]

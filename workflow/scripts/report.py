@@ -1,0 +1,3 @@
+from clrepro.workflow import report
+
+report(snakemake)  # noqa: F821 (injected by Snakemake)

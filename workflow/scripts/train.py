@@ -1,0 +1,3 @@
+from clrepro.workflow import train
+
+train(snakemake)  # noqa: F821 (injected by Snakemake)
