@@ -1,0 +1,87 @@
+"""Config validation and the run grid the plan derives from the paper modules."""
+
+import pytest
+
+from clrepro import config as cfg
+from clrepro import plan
+from clrepro.papers import registry
+from clrepro.spec import RunSpec
+
+
+def build(**config):
+    return plan.build(config)
+
+
+def test_defaults_are_the_quick_preset():
+    p = build()
+    assert p.scale == "quick" and p.config["data"]["dir"] == "resources/raw"
+    assert len(p.runs) == 34  # spec §2: GEM quick = 34 runs
+    assert sorted(p.artifacts) == ["gem.fig1a", "gem.fig1b", "gem.table1", "gem.table2", "gem.table3"]
+
+
+def test_full_plan_has_every_paper_run():
+    p = build(scale="full")
+    base = [r for r in p.runs.values() if not r.spec.overrides]
+    assert len(base) == 170  # spec §2: 75 + 30 + 65
+    assert len(p.runs) - len(base) == 40  # GEM with the official margin, labelled
+    assert sum(r.resources["gpu"] for r in p.runs.values()) == 75
+    assert {r.spec.seed for r in p.runs.values()} == {0, 1, 2, 3, 4}
+    table2 = {(r.spec.method, r.spec.memory) for r in p.runs.values()
+              if r.spec.benchmark == "cifar100_20t@gem2017" and not r.spec.overrides}
+    assert {("gem", 200), ("gem", 5120), ("icarl", 200), ("icarl", 1280)} <= table2
+
+
+@pytest.mark.parametrize("bad, key", [
+    ({"scal": "quick"}, "scal"),
+    ({"scale": "huge"}, "scale"),
+    ({"data": {"download": "yes"}}, "data.download"),
+    ({"options": {"gem2017": {"gem.margin_mode": "upper"}}}, "options.gem2017.gem.margin_mode"),
+    ({"options": {"gem2017": {"gem.margn": 1}}}, "options.gem2017.gem.margn"),
+    ({"papers": ["gem2071"]}, "papers.0"),
+])
+def test_bad_config_names_the_key(bad, key):
+    with pytest.raises(cfg.ConfigError) as err:
+        plan.build(bad)
+    assert f"  {key}:" in str(err.value)
+
+
+def test_unknown_artifact_lists_the_valid_ones():
+    with pytest.raises(cfg.ConfigError, match="gem.table9.*valid.*gem.table3"):
+        build(artifacts=["gem.table9"])
+
+
+def test_schema_options_match_the_paper_modules():
+    options = cfg.schema()["properties"]["options"]["properties"]
+    for key, paper in registry().items():
+        assert set(options[key]["properties"]) == set(paper.option_defaults), key
+
+
+def test_hyperparameters_come_from_the_spec_tables():
+    p = build(scale="full")
+    hp = {(r.spec.benchmark, r.spec.method): r.hp for r in p.runs.values() if not r.spec.overrides}
+    assert hp[("rot_mnist@gem2017", "ewc")]["ewc.strength"] == 1000.0
+    assert hp[("rot_mnist@gem2017", "ewc")]["ewc.fisher_samples"] == 1000
+    assert hp[("perm_mnist@gem2017", "ewc")]["ewc.strength"] == 3.0
+    assert hp[("cifar100_20t@gem2017", "single")]["lr"] == 1.0
+    assert hp[("perm_mnist@gem2017", "gem")]["gem.margin"] == 0.5
+    assert hp[("rot_mnist@gem2017", "multimodal")]["model"]["name"] == "multimodal_mlp"
+    quick = build()
+    assert {r.hp["lr"] for r in quick.runs.values()
+            if r.spec.benchmark.startswith("split_fmnist_til")} == {0.1}
+
+
+def test_options_change_only_the_runs_they_concern():
+    base = build()
+    changed = build(options={"gem2017": {"gem.margin_mode": "lower_bound"}})
+    differ = {k for k in base.runs if base.runs[k].protocol_hash != changed.runs[k].protocol_hash}
+    assert differ and all("/gem/" in k for k in differ)
+
+
+def test_run_paths_parse_back():
+    spec = RunSpec("rot_mnist@gem2017", "gem", 3, 5120, 2, (("gem.margin_mode", "lower_bound"),))
+    path = spec.path("results")
+    assert str(path) == "results/runs/rot_mnist@gem2017/gem/m5120-e2+gem.margin_mode=lower_bound/s3.json"
+    assert RunSpec.from_path(path) == spec
+    assert RunSpec.from_path("x/runs/b@p/single/m0-e1/s0.json").overrides == ()
+    with pytest.raises(ValueError):
+        RunSpec.from_path("results/runs/b@p/single/bad/s0.json")

@@ -1,0 +1,102 @@
+"""The training loop: determinism, evaluation schedule, iid rows, divergence, resume."""
+
+import numpy as np
+import pytest
+import torch
+
+from clrepro import metrics
+from clrepro.methods import METHODS
+from clrepro.train import build_phases, train_run
+
+from conftest import tiny_benchmark
+
+HP = {"lr": 0.05, "model": {"name": "mlp", "hidden": [16, 16], "init": "xavier"}, "memory": 30,
+      "batch_size": 10, "eval_every": 4, "checkpoint_every": 3, "gem.margin": 0.5,
+      "gem.margin_mode": "additive", "gem.qp_eps": 1e-3, "gem.memory_policy": "last_m"}
+CPU = torch.device("cpu")
+
+
+def run(method="gem", seed=0, epochs=1, hp=None, checkpoint=None, bench=None):
+    bench = bench or tiny_benchmark(n_tasks=3, seed=seed)
+    return train_run(bench, METHODS[method], {**HP, **(hp or {})}, seed, epochs, CPU, checkpoint)
+
+
+def test_same_run_twice_gives_identical_results():
+    a, b = run(), run()
+    assert a["R"] == b["R"] and a["b"] == b["b"] and a["curve"] == b["curve"]
+    c = run(seed=1)
+    assert c["R"] != a["R"]
+
+
+def test_evaluation_schedule_and_r_shape():
+    out = run()  # 3 tasks x 6 batches, eval every 4 batches
+    assert np.array(out["R"]).shape == (3, 3) and len(out["b"]) == 3
+    batches = out["curve"]["batch"]
+    assert batches[0] == 0  # before training: the random-init baseline
+    assert {6, 12, 18} <= set(batches)  # every task end
+    assert {4, 8, 16} <= set(batches)  # every eval_every batches
+    assert out["curve"]["acc"][batches.index(6)] == out["R"][0]
+    assert out["timings"]["batches"] == 18 and out["timings"]["train_s"] > 0
+
+
+def test_epochs_repeat_each_task_before_the_next():
+    bench = tiny_benchmark(n_tasks=2)
+    phases = build_phases(bench, "tasks", 3, seed=0)
+    n = len(bench.tasks[0].train_y)
+    assert [len(p.order) for p in phases] == [3 * n, 3 * n]
+    assert sorted(phases[1].order[:n].tolist()) == list(range(n, 2 * n))
+    iid = build_phases(bench, "iid", 2, seed=0)
+    assert len(iid) == 1 and iid[0].task is None and len(iid[0].order) == 4 * n
+
+
+def test_iid_oracle_rows_and_chunks():
+    out = run("iid")
+    assert out["R"][0] == out["R"][-1]
+    assert metrics.bwt(np.array(out["R"])) == 0.0
+    chunks = run("iid", hp={"iid.eval": "chunks"})
+    assert len(chunks["R"]) == 3 and chunks["R"][0] != chunks["R"][2]
+    assert chunks["R"][2] == out["R"][2]  # same stream, same final state
+
+
+def test_drop_last_quirk_caps_accuracy():
+    out = run("single", hp={"eval.drop_last_quirk": True})
+    n = out["test_sizes"][0]
+    assert max(max(row) for row in out["R"]) <= (n - 1) / n
+
+
+def test_divergence_is_recorded_not_averaged():
+    out = run("single", hp={"lr": 1e30})
+    assert out["status"] == "diverged"
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_resume_after_a_crash_gives_identical_metrics(tmp_path, monkeypatch):
+    reference = run()
+    ckpt = tmp_path / "run.ckpt.pt"
+    original = METHODS["gem"].observe
+    calls = {"n": 0}
+
+    def crashing(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 11:
+            raise Crash
+        return original(self, *args)
+
+    monkeypatch.setattr(METHODS["gem"], "observe", crashing)
+    with pytest.raises(Crash):
+        run(checkpoint=ckpt)
+    assert ckpt.is_file()
+    monkeypatch.setattr(METHODS["gem"], "observe", original)
+    resumed = run(checkpoint=ckpt)
+    assert resumed["timings"]["resumed"] == 1
+    assert resumed["R"] == reference["R"] and resumed["curve"] == reference["curve"]
+
+
+def test_checkpoint_from_another_protocol_is_ignored(tmp_path):
+    ckpt = tmp_path / "run.ckpt.pt"
+    first = run(checkpoint=ckpt)
+    other = run(checkpoint=ckpt, hp={"lr": 0.01})  # ckpt of the finished lr=0.05 run exists
+    assert other["timings"]["resumed"] == 0 and other["R"] != first["R"]
