@@ -6,21 +6,23 @@ descriptions; it never lists methods, benchmarks or seeds itself.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from clrepro import config as cfg
-from clrepro.data.benchmarks import BenchmarkDef
-from clrepro.data.sources import DataSettings
+from clrepro.data.definitions import BenchmarkDef
+from clrepro.data.definitions import DataSettings
 from clrepro.fsutil import stable_hash
-from clrepro.methods import get_method
 from clrepro.papers import get_paper
 from clrepro.papers.base import Artifact, Paper
 from clrepro.spec import RunSpec
 
 TABLE_SUFFIXES = (".csv", ".md", ".tex")
+
+
+def protocol_hash(hp: dict[str, Any], benchmark: dict[str, Any]) -> str:
+    return stable_hash({"hp": hp, "benchmark": benchmark})
 FIGURE_SUFFIXES = (".pdf", ".png", ".csv")
 
 
@@ -32,18 +34,19 @@ class RunJob:
     benchmark: BenchmarkDef
     resources: dict[str, Any]
 
-    def description(self, data: DataSettings) -> dict[str, Any]:
-        """Everything a training job needs, as JSON (the rule's params: any change to the
-        protocol part reruns the job; see protocol_hash)."""
+    def protocol(self) -> dict[str, Any]:
+        """What defines the run's result: the workflow's rerun trigger (rule params).
+        Where data comes from, the device and the like are deliberately not part of it."""
         return {"spec": self.spec.to_dict(), "paper": self.paper, "hp": self.hp,
-                "benchmark": self.benchmark.to_dict(),
-                "data": {"dir": str(data.dir), "download": data.download,
-                         "verify_checksums": data.verify_checksums, "synthetic": data.synthetic},
-                "gpu": self.resources["gpu"]}
+                "benchmark": self.benchmark.to_dict()}
+
+    def description(self, data: DataSettings) -> dict[str, Any]:
+        """Everything a training job needs: the protocol plus where to find data."""
+        return {**self.protocol(), "data": data.to_dict(), "gpu": self.resources["gpu"]}
 
     @property
     def protocol_hash(self) -> str:
-        return stable_hash({"hp": self.hp, "benchmark": self.benchmark.to_dict()})
+        return protocol_hash(self.hp, self.benchmark.to_dict())
 
 
 @dataclass
@@ -53,6 +56,11 @@ class ArtifactJob:
     runs: list[RunSpec]
     outputs: list[Path]
     claims: Path
+
+    @property
+    def paper_title(self) -> str:
+        paper = get_paper(self.paper)
+        return f"{paper.title} ({paper.key})"
 
 
 @dataclass
@@ -79,17 +87,31 @@ class Plan:
 
     def run_job(self, path: str | Path) -> RunJob:
         key = str(Path(path))
-        if key not in self.runs:
-            spec = RunSpec.from_path(path)
-            raise KeyError(f"{path} ({spec.label} on {spec.benchmark}) is not in the plan for "
-                           f"this configuration")
-        return self.runs[key]
+        if key in self.runs:
+            return self.runs[key]
+        spec = RunSpec.from_path(path)
+        planned = [job.spec for job in self.runs.values()]
+        if spec.benchmark not in self.benchmarks:
+            hint = f"planned benchmarks: {', '.join(sorted(self.benchmarks))}"
+        elif spec.method not in {s.method for s in planned if s.benchmark == spec.benchmark}:
+            methods = sorted({s.method for s in planned if s.benchmark == spec.benchmark})
+            hint = f"methods planned on {spec.benchmark}: {', '.join(methods)}"
+        else:
+            same = sorted({str(s.path(self.root)) for s in planned
+                           if (s.benchmark, s.method) == (spec.benchmark, spec.method)})
+            hint = "planned runs of it: " + ", ".join(same[:6]) + (" ..." if len(same) > 6 else "")
+        raise KeyError(f"{path} is not a run of this configuration (scale {self.scale}); {hint}")
 
-    def job_json(self, path: str | Path) -> str:
-        return json.dumps(self.run_job(path).description(self.data), sort_keys=True)
-
-    def paper_of(self, key: str) -> Paper:
-        return get_paper(key)
+    @property
+    def gpu_benchmarks(self) -> set[str]:
+        """Benchmarks whose runs want a GPU (the workflow trains them in their own rule)."""
+        wants = {}
+        for job in self.runs.values():
+            wants.setdefault(job.spec.benchmark, set()).add(job.resources["gpu"])
+        mixed = [b for b, w in wants.items() if len(w) > 1]
+        if mixed:
+            raise ValueError(f"runs of {', '.join(mixed)} disagree on needing a GPU")
+        return {b for b, w in wants.items() if True in w}
 
     def summary(self) -> dict[str, Any]:
         gpu = sum(1 for r in self.runs.values() if r.resources["gpu"])
@@ -140,7 +162,6 @@ def _add_run(plan: Plan, paper: Paper, options: dict, benchmarks: dict, spec: Ru
     if spec.benchmark not in benchmarks:
         raise cfg.ConfigError(f"{paper.key}: run on unknown benchmark {spec.benchmark}; "
                               f"known: {', '.join(benchmarks)}")
-    get_method(spec.method)  # fails early, naming the valid methods
     unknown = [k for k, _ in spec.overrides if k not in paper.option_defaults]
     if unknown:
         raise cfg.ConfigError(f"{paper.key}: unknown option override(s) {', '.join(unknown)}")

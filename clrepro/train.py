@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from clrepro import metrics
 from clrepro.data.benchmarks import Benchmark, derive_seed
 from clrepro.data.transforms import as_float
 from clrepro.fsutil import atomic_path, stable_hash

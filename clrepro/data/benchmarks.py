@@ -12,68 +12,15 @@ A benchmark is declared by a `BenchmarkDef` in a paper module and built in two s
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from clrepro.data.definitions import BenchmarkDef
 from clrepro.data.raw import RawData
 from clrepro.data.transforms import ROTATIONS, permute_pixels
-
-SCENARIOS = ("task_incremental", "domain_incremental", "class_incremental")
-KINDS = ("permuted", "rotated", "split")
-
-
-@dataclass(frozen=True)
-class BenchmarkDef:
-    name: str
-    source: str
-    kind: str
-    n_tasks: int
-    scenario: str
-    train_per_task: int | None = None  # streamed per task; None = the whole pool
-    train_per_class: int | None = None  # cap on each class's candidates (data seed)
-    test_per_task: int | None = None  # None = every test image of the task
-    val_fraction: float = 0.0  # held out of each task's pool for tuning
-    classes_per_task: int | None = None  # split benchmarks
-    class_order: str = "natural"  # natural | shuffled (data seed)
-    identity_first: bool = False  # permuted: task 0 unpermuted
-    shared_subset: int | None = None  # permuted: one fixed subset of this size for all tasks
-    angle_range: tuple[float, float] = (0.0, 180.0)
-    angles: tuple[float, ...] | None = None  # explicit angles override the draw
-    interpolation: str = "nearest"  # rotated: nearest (PIL) | cubic (scipy)
-    train_draw: str = "run"  # who draws train_per_task from the pool: run | data
-    test_draw: str = "data"  # who draws test_per_task: data | run
-    transform_seed: str = "data"  # permutations/angles drawn from: data | run
-    data_seed: int = 0
-    quick: bool = False  # a stand-in, never compared with paper numbers
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"{self.name}: kind must be one of {KINDS}")
-        if self.scenario not in SCENARIOS:
-            raise ValueError(f"{self.name}: scenario must be one of {SCENARIOS}")
-        if self.kind == "split" and not self.classes_per_task:
-            raise ValueError(f"{self.name}: split benchmarks need classes_per_task")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["angle_range"] = list(self.angle_range)
-        d["angles"] = list(self.angles) if self.angles is not None else None
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "BenchmarkDef":
-        d = dict(d)
-        d["angle_range"] = tuple(d["angle_range"])
-        d["angles"] = tuple(d["angles"]) if d.get("angles") is not None else None
-        return cls(**d)
-
-    def replace(self, **changes: Any) -> "BenchmarkDef":
-        return dataclasses.replace(self, **changes)
-
 
 @dataclass
 class TaskData:

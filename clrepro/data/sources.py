@@ -11,13 +11,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import pickle
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
+from clrepro.data.definitions import DataSettings
 from clrepro.data.idx import read_idx
 from clrepro.data.raw import RawData
 
@@ -28,21 +28,6 @@ class MissingDataError(FileNotFoundError):
 
 class ChecksumError(ValueError):
     """A dataset file does not match its published checksum."""
-
-
-@dataclass(frozen=True)
-class DataSettings:
-    dir: Path = Path("resources/raw")
-    download: bool = True
-    verify_checksums: bool = True
-    synthetic: bool = False
-
-    @classmethod
-    def from_config(cls, data_cfg: dict) -> "DataSettings":
-        return cls(dir=Path(data_cfg.get("dir", "resources/raw")),
-                   download=bool(data_cfg.get("download", True)),
-                   verify_checksums=bool(data_cfg.get("verify_checksums", True)),
-                   synthetic=bool(data_cfg.get("synthetic", False)))
 
 
 # ----------------------------------------------------------------------------- IDX (MNIST)

@@ -15,8 +15,10 @@ from typing import Any
 
 import torch
 
-from clrepro.data.benchmarks import BenchmarkDef, prepare
-from clrepro.data.sources import DataSettings, load_source
+from clrepro.data.benchmarks import prepare
+from clrepro.data.definitions import BenchmarkDef
+from clrepro.data.definitions import DataSettings
+from clrepro.data.sources import load_source
 from clrepro.fsutil import atomic_path, sha256_file, stable_hash, write_json
 
 log = logging.getLogger(__name__)

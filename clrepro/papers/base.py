@@ -6,17 +6,32 @@ plan (built from these declarations) for runs and artifacts and never lists them
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import pandas as pd
-
-from clrepro.data.benchmarks import BenchmarkDef
+from clrepro.data.definitions import BenchmarkDef
 from clrepro.spec import RunSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SCALES = ("smoke", "quick", "full")
 HOLDS, FAILS, NOT_CHECKABLE, INCONCLUSIVE = "holds", "does not hold", "not checkable", "inconclusive"
 VERDICTS = (HOLDS, FAILS, NOT_CHECKABLE, INCONCLUSIVE)
+
+
+def lazy(ref: str) -> Callable:
+    """'package.module:function', imported on first call. Paper modules declare their render
+    and claim functions this way so that planning (every Snakemake start, every cluster
+    job) does not import torch, pandas and matplotlib."""
+    module, _, name = ref.partition(":")
+
+    def call(*args, **kwargs):
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__qualname__ = call.__name__ = ref
+    return call
 
 
 @dataclass

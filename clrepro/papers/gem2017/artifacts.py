@@ -14,7 +14,6 @@ from clrepro.papers.base import Context, Rendered
 from clrepro.papers.gem2017 import numbers as N
 from clrepro.papers.gem2017 import runs as R
 from clrepro.papers.gem2017.protocol import SCALE
-from clrepro.spec import RunSpec
 
 METRIC_NAMES = {"acc": "ACC", "bwt": "BWT", "fwt": "FWT"}
 DISPLAY = {"iid": "single, shuffled data"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from clrepro.models import build_model, n_parameters
-from clrepro.papers.base import FAILS, HOLDS, INCONCLUSIVE, Claim, Context, Verdict
+from clrepro.papers.base import FAILS, HOLDS, INCONCLUSIVE, Context, Verdict
 from clrepro.papers.gem2017 import numbers as N
 from clrepro.papers.gem2017 import runs as R
 from clrepro.papers.gem2017.artifacts import first_task_curves
@@ -186,26 +186,3 @@ def c11(ctx: Context) -> Verdict:
     return _verdict(p == N.RESNET_PARAMETERS,
                     f"reduced ResNet-18 (nf=20, 3x32x32, 100 outputs) has {p:,} parameters; "
                     f"paper: {N.RESNET_PARAMETERS:,}")
-
-
-CLAIMS = {
-    "C1": Claim("C1", "On MNIST Permutations and Rotations, GEM's ACC is similar to or higher "
-                      "than every baseline's, multimodal included.", c1),
-    "C2": Claim("C2", "GEM's ACC exceeds EWC's and single's on all three benchmarks.", c2),
-    "C3": Claim("C3", "GEM has the least negative (or a positive) BWT of all methods on each "
-                      "benchmark, and its FWT is about 0 or positive.", c3),
-    "C4": Claim("C4", "GEM's accuracy on task 1 stays nearly constant while later tasks are "
-                      "learned (single and EWC decline); on CIFAR-100 it ends above its value "
-                      "right after task 1.", c4),
-    "C5": Claim("C5", "GEM trains faster than EWC on CPU on both MNIST benchmarks, while "
-                      "single/independent/multimodal are fastest.", c5),
-    "C6": Claim("C6", "On CIFAR-100, GEM's ACC increases monotonically with memory size.", c6),
-    "C7": Claim("C7", "GEM's ACC exceeds iCaRL's at each memory size.", c7),
-    "C8": Claim("C8", "On Rotations, more epochs make single and multimodal forget more "
-                      "(BWT falls) and lose ACC.", c8),
-    "C9": Claim("C9", "EWC's and GEM's ACC increase with epochs, and GEM's BWT beats EWC's at "
-                      "every epoch setting.", c9),
-    "C10": Claim("C10", "With one epoch GEM reaches at least the iid 'single, shuffled data' "
-                        "oracle; at 5 epochs both reach the same ACC.", c10),
-    "C11": Claim("C11", "The CIFAR-100 network has p = 1,109,240 parameters.", c11),
-}
