@@ -20,6 +20,10 @@ from clrepro.progress import setup_logging
 log = logging.getLogger("clrepro")
 
 
+class UsageError(Exception):
+    """A request the command cannot fulfil as asked; the message says why."""
+
+
 def _config_from_args(args) -> dict[str, Any]:
     from clrepro import config as cfg
 
@@ -61,15 +65,15 @@ def cmd_run(args) -> int:
         device = args.device or p.config["device"]
         data = args.data or str(p.benchmark_path(desc["benchmark"]["name"]))
     if not data:
-        raise SystemExit("--data is required with --job")
+        raise UsageError("--data is required with --job")
     record = run_job(desc, args.out, data, device=device, threads=args.threads)
     return 0 if record["status"] in ("ok", "diverged") else 1
 
 
 def cmd_data(args) -> int:
     from clrepro.data import store
-    from clrepro.data.benchmarks import BenchmarkDef
-    from clrepro.data.sources import DataSettings
+    from clrepro.data.definitions import BenchmarkDef
+    from clrepro.data.definitions import DataSettings
 
     if args.job:
         desc = json.loads(args.job)
@@ -81,7 +85,7 @@ def cmd_data(args) -> int:
         names = args.benchmarks or sorted(p.benchmarks)
         unknown = [n for n in names if n not in p.benchmarks]
         if unknown:
-            raise SystemExit(f"unknown benchmark(s) {', '.join(unknown)}; this plan has "
+            raise UsageError(f"unknown benchmark(s) {', '.join(unknown)}; this plan has "
                              f"{', '.join(sorted(p.benchmarks))}")
         settings = p.data
         targets = [(p.benchmarks[n], p.benchmark_path(n)) for n in names]
@@ -103,7 +107,7 @@ def cmd_render(args) -> int:
     p = _plan(args)
     for artifact in args.artifacts or sorted(p.artifacts):
         if artifact not in p.artifacts:
-            raise SystemExit(f"unknown artifact '{artifact}'; planned: {', '.join(sorted(p.artifacts))}")
+            raise UsageError(f"unknown artifact '{artifact}'; planned: {', '.join(sorted(p.artifacts))}")
         render_artifact(p, artifact)
     return 0
 
@@ -115,7 +119,7 @@ def cmd_report(args) -> int:
     claims = [job.claims for _, job in sorted(p.artifacts.items())]
     missing = [str(c) for c in claims if not c.is_file()]
     if missing:
-        raise SystemExit("render these artifacts first (clrepro render): " + ", ".join(missing))
+        raise UsageError("render these artifacts first (clrepro render): " + ", ".join(missing))
     out = Path(args.out) if args.out else p.report_path
     build_report(claims, out)
     log.info("wrote %s", out)
@@ -171,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (ConfigError, MissingDataError, ChecksumError, KeyError) as exc:
+    except (UsageError, ConfigError, MissingDataError, ChecksumError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         log.error("%s", message)
         return 2

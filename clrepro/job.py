@@ -12,9 +12,12 @@ import torch
 
 from clrepro import metrics
 from clrepro.data import store
-from clrepro.data.benchmarks import BenchmarkDef, materialize
-from clrepro.data.sources import DataSettings
+from clrepro.data.benchmarks import materialize
+from clrepro.data.definitions import BenchmarkDef
+from clrepro.data.definitions import DataSettings
+from clrepro.devices import choose_device
 from clrepro.fsutil import stable_hash
+from clrepro.plan import protocol_hash
 from clrepro.methods import get_method
 from clrepro.provenance import provenance
 from clrepro.results import RECORD_VERSION, write_record
@@ -22,21 +25,6 @@ from clrepro.spec import RunSpec
 from clrepro.train import train_run
 
 log = logging.getLogger("clrepro")
-
-
-def choose_device(preference: str, wants_gpu: bool) -> torch.device:
-    """auto: a GPU for runs that ask for one (if present), the CPU otherwise."""
-    if preference == "cpu":
-        return torch.device("cpu")
-    if preference.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device '{preference}' requested but CUDA is not available")
-        return torch.device(preference)
-    if wants_gpu and torch.cuda.is_available():
-        return torch.device("cuda")
-    if wants_gpu:
-        log.warning("this run asks for a GPU but none is visible; training on the CPU")
-    return torch.device("cpu")
 
 
 def make_deterministic(device: torch.device) -> None:
@@ -58,8 +46,7 @@ def run_job(desc: dict[str, Any], out: str | Path, prepared: str | Path, device:
         raise ValueError(f"output {out} does not name the run {spec}")
     hp = desc["hp"]
     defn = BenchmarkDef.from_dict(desc["benchmark"])
-    settings = DataSettings(Path(desc["data"]["dir"]), desc["data"]["download"],
-                            desc["data"]["verify_checksums"], desc["data"]["synthetic"])
+    settings = DataSettings.from_config(desc["data"])
     torch.set_num_threads(threads)
     dev = choose_device(device, desc.get("gpu", False))
     make_deterministic(dev)
@@ -86,6 +73,7 @@ def run_job(desc: dict[str, Any], out: str | Path, prepared: str | Path, device:
         "status": measured.pop("status"),
         "hp": hp,
         "hp_hash": stable_hash(hp),
+        "protocol_hash": protocol_hash(hp, desc["benchmark"]),
         "benchmark": bench.manifest(),
         "metrics": summary,
         **measured,

@@ -24,21 +24,29 @@ def _logged(snakemake: Any, body: Callable[[], None]) -> None:
                             format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
         try:
             body()
-        except BaseException:
+        except BaseException as exc:
             traceback.print_exc(file=fh)
-            print(f"clrepro: job failed, see {log_path}", file=sys.__stderr__)
+            # the cause on the console too, not only in the log file
+            print(f"clrepro: {type(exc).__name__}: {exc}\n(full log: {log_path})", file=sys.__stderr__)
             raise
+
+
+def _config(snakemake: Any) -> dict[str, Any]:
+    """The validated config. Settings read from here (data location, device) are not
+    rerun triggers; only a rule's params (the protocol) are."""
+    from clrepro.config import validate
+
+    return validate(dict(snakemake.config))
 
 
 def prepare_data(snakemake: Any) -> None:
     from clrepro.data import store
-    from clrepro.data.benchmarks import BenchmarkDef
-    from clrepro.data.sources import DataSettings
+    from clrepro.data.definitions import BenchmarkDef
+    from clrepro.data.definitions import DataSettings
 
     def body():
-        job = snakemake.params.job
-        store.build(BenchmarkDef.from_dict(job["benchmark"]), DataSettings.from_config(job["data"]),
-                    Path(snakemake.output.pt))
+        store.build(BenchmarkDef.from_dict(snakemake.params.benchmark),
+                    DataSettings.from_config(_config(snakemake)["data"]), Path(snakemake.output.pt))
 
     _logged(snakemake, body)
 
@@ -46,9 +54,14 @@ def prepare_data(snakemake: Any) -> None:
 def train(snakemake: Any) -> None:
     from clrepro.job import run_job
 
-    _logged(snakemake, lambda: run_job(snakemake.params.job, snakemake.output[0],
-                                       snakemake.input.pt, device=snakemake.params.device,
-                                       threads=snakemake.threads))
+    def body():
+        config = _config(snakemake)
+        desc = {**snakemake.params.protocol, "data": config["data"],
+                "gpu": int(snakemake.resources.get("gpu", 0)) > 0}
+        run_job(desc, snakemake.output[0], snakemake.input.pt, device=config["device"],
+                threads=snakemake.threads)
+
+    _logged(snakemake, body)
 
 
 def render(snakemake: Any) -> None:

@@ -11,7 +11,12 @@ rule render_table:
     input:
         artifact_runs,
     output:
-        csv=f"{RESULTS}/tables/{{artifact}}.csv",
+        csv=report(
+            f"{RESULTS}/tables/{{artifact}}.csv",
+            caption="../report/artifact.rst",
+            category=paper_title,
+            subcategory="{artifact}",
+        ),
         md=f"{RESULTS}/tables/{{artifact}}.md",
         tex=f"{RESULTS}/tables/{{artifact}}.tex",
         claims=f"{RESULTS}/claims/{{artifact}}.json",
@@ -31,8 +36,18 @@ rule render_figure:
     input:
         artifact_runs,
     output:
-        pdf=f"{RESULTS}/figures/{{artifact}}.pdf",
-        png=f"{RESULTS}/figures/{{artifact}}.png",
+        pdf=report(
+            f"{RESULTS}/figures/{{artifact}}.pdf",
+            caption="../report/artifact.rst",
+            category=paper_title,
+            subcategory="{artifact}",
+        ),
+        png=report(
+            f"{RESULTS}/figures/{{artifact}}.png",
+            caption="../report/artifact.rst",
+            category=paper_title,
+            subcategory="{artifact}",
+        ),
         csv=f"{RESULTS}/figures/{{artifact}}.csv",
         claims=f"{RESULTS}/claims/{{artifact}}.json",
     wildcard_constraints:

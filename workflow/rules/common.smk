@@ -26,6 +26,14 @@ TABLES = [a for a, job in PLAN.artifacts.items() if job.artifact.kind == "table"
 FIGURES = [a for a, job in PLAN.artifacts.items() if job.artifact.kind == "figure"]
 
 
+GPU_BENCHMARKS = _alternatives(PLAN.gpu_benchmarks)
+CPU_BENCHMARKS = _alternatives(set(PLAN.benchmarks) - PLAN.gpu_benchmarks)
+
+
+def paper_title(wc):
+    return PLAN.artifacts[wc.artifact].paper_title
+
+
 wildcard_constraints:
     benchmark=_alternatives(PLAN.benchmarks),
     seed=r"\d+",

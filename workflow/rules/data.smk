@@ -11,10 +11,7 @@ rule prepare_data:
         pt=f"{RESULTS}/data/{{benchmark}}.pt",
         manifest=f"{RESULTS}/data/{{benchmark}}.json",
     params:
-        job=lambda wc: {
-            "benchmark": PLAN.benchmarks[wc.benchmark].to_dict(),
-            "data": CONFIG["data"],
-        },
+        benchmark=lambda wc: PLAN.benchmarks[wc.benchmark].to_dict(),
     log:
         f"{RESULTS}/logs/data/{{benchmark}}.log",
     conda:

@@ -10,7 +10,7 @@ rule report:
         claims=[str(job.claims) for _, job in sorted(PLAN.artifacts.items())],
         files=[str(p) for _, job in sorted(PLAN.artifacts.items()) for p in job.outputs],
     output:
-        REPORT,
+        report(REPORT, caption="../report/pdf.rst", category="Report PDF"),
     log:
         f"{RESULTS}/logs/report.log",
     conda:

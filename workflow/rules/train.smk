@@ -1,4 +1,7 @@
 # One job per run: results/runs/<benchmark>/<method>/m<memory>-e<epochs>[+opt=val]/s<seed>.json
+# Runs are split by whether their benchmark's network wants a GPU: on a cluster the many
+# tiny CPU runs can then be batched into a few allocations (see workflow/profiles/slurm)
+# while every GPU run keeps an allocation of its own.
 
 
 rule train:
@@ -7,19 +10,28 @@ rule train:
         manifest=f"{RESULTS}/data/{{benchmark}}.json",
     output:
         f"{RESULTS}/runs/{{benchmark}}/{{method}}/{{setting}}/s{{seed}}.json",
+    wildcard_constraints:
+        benchmark=CPU_BENCHMARKS,
     params:
         # the run's whole protocol (hyperparameters + benchmark definition): when it
         # changes the run is redone; edits to code that leave it alone are not
-        job=lambda wc: run_of(wc).description(PLAN.data),
-        device=CONFIG["device"],
+        protocol=lambda wc: run_of(wc).protocol(),
     log:
         f"{RESULTS}/logs/runs/{{benchmark}}/{{method}}/{{setting}}/s{{seed}}.log",
     threads: lambda wc: run_of(wc).resources["threads"]
     resources:
-        gpu=lambda wc: int(run_of(wc).resources["gpu"]),
         mem_mb=lambda wc, attempt: run_of(wc).resources["mem_mb"] * attempt,
         runtime=lambda wc, attempt: run_of(wc).resources["runtime"] * attempt,
     conda:
         "../envs/clrepro.yaml"
     script:
         "../scripts/train.py"
+
+
+use rule train as train_gpu with:
+    wildcard_constraints:
+        benchmark=GPU_BENCHMARKS,
+    resources:
+        gpu=1,
+        mem_mb=lambda wc, attempt: run_of(wc).resources["mem_mb"] * attempt,
+        runtime=lambda wc, attempt: run_of(wc).resources["runtime"] * attempt,
