@@ -85,3 +85,26 @@ def test_run_paths_parse_back():
     assert RunSpec.from_path("x/runs/b@p/single/m0-e1/s0.json").overrides == ()
     with pytest.raises(ValueError):
         RunSpec.from_path("results/runs/b@p/single/bad/s0.json")
+
+
+@pytest.mark.parametrize("scale", ["smoke", "quick", "full"])
+def test_every_planned_method_and_render_function_exists(scale):
+    from clrepro.methods import METHODS
+
+    p = build(scale=scale)
+    assert {r.spec.method for r in p.runs.values()} <= set(METHODS)
+    import importlib
+
+    for job in p.artifacts.values():
+        for fn in [job.artifact.render, *(c.check for c in job.artifact.claims)]:
+            module, _, name = fn.__name__.partition(":")
+            assert callable(getattr(importlib.import_module(module), name)), fn.__name__
+
+
+def test_planning_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, clrepro.plan; clrepro.plan.build({'scale': 'full'}); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

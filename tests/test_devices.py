@@ -1,0 +1,51 @@
+"""GPU slot claiming for multi-GPU workstations (Snakemake only counts GPUs)."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from clrepro import devices
+
+
+@pytest.fixture
+def held():
+    yield devices._HELD
+    for handle in devices._HELD:
+        handle.close()
+    devices._HELD.clear()
+
+
+def test_each_job_gets_its_own_gpu(tmp_path, held):
+    assert devices.acquire_slot(2, tmp_path) == 0
+    assert devices.acquire_slot(2, tmp_path) == 1
+    with pytest.raises(TimeoutError, match="all 2 GPUs"):
+        devices.acquire_slot(2, tmp_path, timeout_s=0.2, poll_s=0.05)
+    held.pop(0).close()  # the job on GPU 0 ends
+    assert devices.acquire_slot(2, tmp_path) == 0
+
+
+def test_a_killed_job_frees_its_gpu(tmp_path, held):
+    code = (f"import time, pathlib; from clrepro import devices; "
+            f"print(devices.acquire_slot(1, pathlib.Path({str(tmp_path)!r})), flush=True); "
+            f"time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "0"
+    with pytest.raises(TimeoutError):
+        devices.acquire_slot(1, tmp_path, timeout_s=0.2, poll_s=0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.05)
+    assert devices.acquire_slot(1, tmp_path, timeout_s=5) == 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback")
+def test_device_choice_without_a_gpu():
+    assert devices.choose_device("cpu", True).type == "cpu"
+    assert devices.choose_device("auto", False).type == "cpu"
+    assert devices.choose_device("auto", True).type == "cpu"  # falls back, logs why
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        devices.choose_device("cuda", True)
