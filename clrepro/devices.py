@@ -3,7 +3,8 @@
 Snakemake's `gpu` resource is only a counter: with `--resources gpu=4` four jobs may run
 at once, but nothing tells each which GPU to take. Each job therefore claims a free GPU
 itself with a lock file per device (fcntl locks vanish when the process dies, even with
-kill -9, so a crashed job never leaves its GPU claimed).
+kill -9, so a crashed job never leaves its GPU claimed) and narrows CUDA_VISIBLE_DEVICES to
+it before CUDA is initialised, so the job (and anything it starts) sees only its own GPU.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -50,20 +52,37 @@ def acquire_slot(n_slots: int, directory: Path | None = None, timeout_s: float =
         time.sleep(poll_s)
 
 
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, without initialising CUDA: CUDA_VISIBLE_DEVICES if
+    set (SLURM sets it per allocation), else what nvidia-smi lists."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()]
+
+
 def choose_device(preference: str, wants_gpu: bool) -> torch.device:
-    """cpu | cuda:N as asked; `auto` (and a bare `cuda`) = a free GPU for runs that want one."""
-    if preference == "cpu":
+    """cpu | cuda:N as asked; `auto` (and a bare `cuda`) = a free GPU for runs that want one.
+    Must run before anything initialises CUDA in this process."""
+    if preference == "cpu" or (preference == "auto" and not wants_gpu):
         return torch.device("cpu")
-    if preference.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device '{preference}' requested but CUDA is not available")
     if preference.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device '{preference}' requested but CUDA is not available")
         return torch.device(preference)
-    if preference == "auto" and not wants_gpu:
-        return torch.device("cpu")
+    gpus = visible_gpus()
+    if len(gpus) > 1:
+        slot = acquire_slot(len(gpus))
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[slot]
+        log.info("claimed GPU %s (slot %d of %d)", gpus[slot], slot, len(gpus))
     if not torch.cuda.is_available():
+        if preference == "cuda":
+            raise RuntimeError("device 'cuda' requested but CUDA is not available")
         log.info("this run would use a GPU but none is visible: training on the CPU")
         return torch.device("cpu")
-    count = torch.cuda.device_count()
-    slot = acquire_slot(count) if count > 1 else 0
-    torch.cuda.set_device(slot)
-    return torch.device(f"cuda:{slot}")
+    return torch.device("cuda:0")

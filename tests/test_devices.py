@@ -49,3 +49,15 @@ def test_device_choice_without_a_gpu():
     assert devices.choose_device("auto", True).type == "cpu"  # falls back, logs why
     with pytest.raises(RuntimeError, match="CUDA is not available"):
         devices.choose_device("cuda", True)
+
+
+def test_a_job_sees_only_the_gpu_it_claimed(tmp_path, held, monkeypatch):
+    monkeypatch.setenv("CLREPRO_GPU_LOCK_DIR", str(tmp_path))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert devices.visible_gpus() == ["3", "5"]
+    assert devices.choose_device("auto", True) == torch.device("cuda:0")
+    assert devices.visible_gpus() == ["3"]  # narrowed to the claimed GPU
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")  # a second job on the same machine
+    devices.choose_device("auto", True)
+    assert devices.visible_gpus() == ["5"]
