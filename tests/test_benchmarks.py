@@ -72,7 +72,7 @@ def test_explicit_angles_and_run_seeded_transforms(raw):
     prepared = prepare(run_seeded, raw)
     a, c = materialize(prepared, run_seeded, 0), materialize(prepared, run_seeded, 1)
     assert a.tasks[0].info["angle"] != c.tasks[0].info["angle"]
-    assert a.tasks[0].test_x.dtype == torch.float32  # cubic rotation is not quantised
+    assert a.tasks[0].test_x.dtype == torch.uint8 and a.tasks[0].test_x.float().std() > 0
 
 
 def test_split_tasks_hold_their_classes(raw):
@@ -100,3 +100,21 @@ def test_bad_definitions_are_refused():
         BenchmarkDef("x@t", "mnist", "shuffled", 2, "domain_incremental")
     with pytest.raises(ValueError, match="classes_per_task"):
         BenchmarkDef("x@t", "mnist", "split", 2, "class_incremental")
+
+
+def test_fresh_validation_part_per_run(raw):
+    defn = rot(train_per_task=40, val_per_task=5, interpolation="cubic", transform_seed="run",
+               test_draw="run", test_per_task=30)
+    prepared = prepare(defn, raw)
+    a, b = materialize(prepared, defn, 0), materialize(prepared, defn, 1)
+    task = a.tasks[0]
+    assert len(task.train_y) == 40 and len(task.val_y) == 5 and len(task.test_y) == 30
+    assert not torch.equal(a.tasks[0].val_x, b.tasks[0].val_x)
+
+
+def test_stratified_validation_parts(raw):
+    defn = BenchmarkDef("split@test", "mnist", "split", 5, "class_incremental", classes_per_task=2,
+                        val_fraction=0.1)
+    task = materialize(prepare(defn, raw), defn, 0).tasks[0]
+    assert sorted(task.val_y.tolist()) == [0] * 6 + [1] * 6  # 10% of each class's 60
+    assert len(task.train_y) == 108

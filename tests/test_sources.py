@@ -93,3 +93,48 @@ def test_synthetic_source_is_deterministic():
     b = sources.synthetic("x", (1, 8, 8), 4)
     assert torch.equal(a.train_x, b.train_x) and a.n_classes == 4
     assert load_source("cifar100", DataSettings(synthetic=True)).image_shape == (3, 32, 32)
+
+
+def _mini_images(rng, n):
+    return rng.integers(0, 255, (n, 84, 84, 3), dtype=np.uint8)
+
+
+def test_miniimagenet_pickle_release(tmp_path):
+    folder = tmp_path / "miniimagenet"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    wnids = ["n03", "n01", "n02", "n04"]
+    for part, classes in (("train", wnids[:2]), ("val", wnids[2:3]), ("test", wnids[3:])):
+        data = _mini_images(rng, 10 * len(classes))
+        entry = {"image_data": data,
+                 "class_dict": {w: list(range(10 * i, 10 * i + 10)) for i, w in enumerate(classes)}}
+        with open(folder / f"mini-imagenet-cache-{part}.pkl", "wb") as f:
+            pickle.dump(entry, f)
+    raw = load_source("miniimagenet", DataSettings(tmp_path, download=False))
+    assert raw.n_classes == 4 and raw.image_shape == (3, 84, 84)
+    assert len(raw.train_y) == 32 and len(raw.test_y) == 8  # 80/20 per class
+    assert sorted(set(raw.test_y.tolist())) == [0, 1, 2, 3]
+    # classes are numbered by sorted WordNet ID: "n01" (first in the train pickle) is class 0
+    first = pickle.load(open(folder / "mini-imagenet-cache-train.pkl", "rb"))["image_data"][10]
+    together = torch.cat([raw.train_x, raw.test_x])
+    labels = torch.cat([raw.train_y, raw.test_y])
+    match = (together == torch.from_numpy(first).permute(2, 0, 1)).flatten(1).all(1)
+    assert labels[match].tolist() == [0]
+
+
+def test_miniimagenet_folder_release_resizes(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for part, wnid in (("train", "n01"), ("val", "n02")):
+        d = tmp_path / "miniimagenet" / part / wnid
+        d.mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 255, (100, 120, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    raw = load_source("miniimagenet", DataSettings(tmp_path, download=False))
+    assert raw.train_x.shape == (8, 3, 84, 84) and raw.n_classes == 2
+
+
+def test_miniimagenet_missing_says_where_and_what(tmp_path):
+    with pytest.raises(MissingDataError, match="cannot be downloaded.*mini-imagenet-cache"):
+        load_source("miniimagenet", DataSettings(tmp_path))

@@ -55,6 +55,10 @@ class Benchmark:
     def task_incremental(self) -> bool:
         return self.defn.scenario == "task_incremental"
 
+    def first_tasks(self, k: int) -> "Benchmark":
+        """The stream cut to its first k tasks (GMED tunes on the first three)."""
+        return Benchmark(self.defn, self.tasks[:k], self.n_classes, self.input_shape)
+
     def class_mask(self) -> torch.Tensor:
         """[T, n_classes] bool: the logits each task may use (all of them unless task-incremental)."""
         mask = torch.zeros(self.n_tasks, self.n_classes, dtype=torch.bool)
@@ -146,17 +150,19 @@ def prepare(defn: BenchmarkDef, raw: RawData) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for t, classes in enumerate(task_classes):
         if shared is not None:
-            pool = shared
+            groups = [shared]
+        elif defn.kind == "split":  # class by class, so that validation parts are stratified
+            groups = [torch.nonzero(raw.train_y == c).flatten() for c in classes]
         else:
-            pool = torch.nonzero(torch.isin(raw.train_y, classes)).flatten()
-            if defn.train_per_class:
-                pool = torch.cat([
-                    pool[raw.train_y[pool] == c][_draw(int((raw.train_y[pool] == c).sum()),
-                                                       defn.train_per_class, gen)]
-                    for c in classes])
+            groups = [torch.arange(len(raw.train_y))]
+        train_parts, val_parts = [], []
+        for group in groups:
+            group = group[torch.randperm(len(group), generator=gen)]
+            n_val = int(round(defn.val_fraction * len(group)))
+            val_parts.append(group[:n_val])
+            train_parts.append(group[n_val:][:defn.train_per_class])
+        pool, val = torch.cat(train_parts), torch.cat(val_parts)
         pool = pool[torch.randperm(len(pool), generator=gen)]
-        n_val = int(round(defn.val_fraction * len(pool)))
-        val, pool = pool[len(pool) - n_val:], pool[:len(pool) - n_val]
         if defn.train_draw == "data":
             pool = pool[_draw(len(pool), defn.train_per_task, gen)]
         test = torch.nonzero(torch.isin(raw.test_y, classes)).flatten()
@@ -216,9 +222,14 @@ def materialize(prepared: dict[str, torch.Tensor], defn: BenchmarkDef, run_seed:
         else:
             param = _transform_params(defn, t, gen, n_inputs)
         pool = prepared[f"pool/{t}"]
-        if defn.train_draw == "run":
-            pool = pool[_draw(len(pool), defn.train_per_task, gen)]
         val = prepared[f"val/{t}"]
+        if defn.train_draw == "run":
+            n_train = defn.train_per_task
+            wanted = None if n_train is None else n_train + defn.val_per_task
+            pool = pool[_draw(len(pool), wanted, gen)]
+            if defn.val_per_task:  # a fresh validation part per run (GMED's rotated MNIST)
+                val = torch.cat([val, pool[n_train:]])
+                pool = pool[:n_train]
         if f"test_x/{t}" in prepared:
             test_x, test_y = prepared[f"test_x/{t}"], prepared[f"test_y/{t}"]
         else:

@@ -20,9 +20,10 @@ class BenchmarkDef:
     n_tasks: int
     scenario: str
     train_per_task: int | None = None  # streamed per task; None = the whole pool
-    train_per_class: int | None = None  # cap on each class's candidates (data seed)
+    train_per_class: int | None = None  # cap on each class's training candidates (data seed)
     test_per_task: int | None = None  # None = every test image of the task
-    val_fraction: float = 0.0  # held out of each task's pool for tuning
+    val_fraction: float = 0.0  # held out of each task's pool (per class) for tuning
+    val_per_task: int = 0  # drawn per run next to train_per_task, as a fresh validation part
     classes_per_task: int | None = None  # split benchmarks
     class_order: str = "natural"  # natural | shuffled (data seed)
     identity_first: bool = False  # permuted: task 0 unpermuted
@@ -43,6 +44,8 @@ class BenchmarkDef:
             raise ValueError(f"{self.name}: scenario must be one of {SCENARIOS}")
         if self.kind == "split" and not self.classes_per_task:
             raise ValueError(f"{self.name}: split benchmarks need classes_per_task")
+        if self.val_per_task and (self.train_draw != "run" or self.train_per_task is None):
+            raise ValueError(f"{self.name}: val_per_task needs train_draw='run' and train_per_task")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

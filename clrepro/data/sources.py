@@ -187,6 +187,92 @@ def cifar100(settings: DataSettings) -> RawData:
     return _load_cifar("cifar100", "CIFAR100", "fine_labels", 100, settings)
 
 
+# ----------------------------------------------------------------------------- mini-ImageNet
+
+MINI_SIDE = 84
+MINI_TEST_FRACTION = 0.2  # every class's 600 images -> 480 train / 120 test (GMED spec §4.1)
+
+
+def _mini_from_pickles(folder: Path) -> dict[str, list[np.ndarray]] | None:
+    """The 'mini-imagenet-cache-{train,val,test}.pkl' release: image_data [N, 84, 84, 3]
+    uint8 and class_dict {wnid: [row indices]}."""
+    files = [folder / f"mini-imagenet-cache-{part}.pkl" for part in ("train", "val", "test")]
+    if not all(f.is_file() for f in files):
+        return None
+    images: dict[str, list[np.ndarray]] = {}
+    for f in files:
+        with open(f, "rb") as fh:
+            entry = pickle.load(fh)  # the release's own format
+        data = np.asarray(entry["image_data"], dtype=np.uint8)
+        for wnid, rows in entry["class_dict"].items():
+            images.setdefault(wnid, []).extend(data[list(rows)])
+    return images
+
+
+def _load_image(path: Path) -> np.ndarray:
+    """RGB, shorter side resized to 84, centre-cropped to 84x84 (GMED's preprocessing)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        scale = MINI_SIDE / min(w, h)
+        im = im.resize((max(MINI_SIDE, round(w * scale)), max(MINI_SIDE, round(h * scale))),
+                       Image.BILINEAR)
+        w, h = im.size
+        left, top = (w - MINI_SIDE) // 2, (h - MINI_SIDE) // 2
+        return np.asarray(im.crop((left, top, left + MINI_SIDE, top + MINI_SIDE)), dtype=np.uint8)
+
+
+def _mini_from_folders(folder: Path) -> dict[str, list[np.ndarray]] | None:
+    """The image-folder release: {train,val,test}/<wnid>/*.jpg (any size), or images/ with
+    Ravi & Larochelle's train/val/test.csv (filename,label)."""
+    images: dict[str, list[Path]] = {}
+    for part in ("train", "val", "test"):
+        if (folder / part).is_dir():
+            for class_dir in sorted(p for p in (folder / part).iterdir() if p.is_dir()):
+                images.setdefault(class_dir.name, []).extend(
+                    sorted(p for p in class_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")))
+        elif (folder / f"{part}.csv").is_file() and (folder / "images").is_dir():
+            for line in (folder / f"{part}.csv").read_text().splitlines()[1:]:
+                name, _, wnid = line.strip().partition(",")
+                images.setdefault(wnid, []).append(folder / "images" / name)
+    if not images:
+        return None
+    return {wnid: [_load_image(p) for p in paths] for wnid, paths in images.items()}
+
+
+def miniimagenet(settings: DataSettings) -> RawData:
+    """mini-ImageNet (Vinyals et al. 2016): 100 classes x 600 images, 84x84 RGB. Classes are
+    ordered by WordNet ID (spec D8); each class is split 480/120 into train/test with a fixed
+    seed. There is no official checksum list: the sha256 of each file is recorded instead."""
+    folder = settings.dir / "miniimagenet"
+    by_class = (_mini_from_pickles(folder) or _mini_from_folders(folder)) if folder.is_dir() else None
+    if not by_class:
+        raise MissingDataError(
+            f"Dataset 'miniimagenet' not found in {folder}. It cannot be downloaded "
+            f"automatically. Put there either mini-imagenet-cache-{{train,val,test}}.pkl, or "
+            f"train/ val/ test/ folders with one sub-folder of images per WordNet ID, or "
+            f"images/ with train.csv, val.csv and test.csv (Ravi & Larochelle's split).")
+    rng = np.random.default_rng(0)
+    xs = {"train": [], "test": []}
+    ys = {"train": [], "test": []}
+    for label, wnid in enumerate(sorted(by_class)):
+        imgs = np.stack(by_class[wnid])
+        order = rng.permutation(len(imgs))
+        n_test = int(round(MINI_TEST_FRACTION * len(imgs)))
+        for part, rows in (("test", order[:n_test]), ("train", order[n_test:])):
+            xs[part].append(imgs[rows])
+            ys[part].append(np.full(len(rows), label, dtype=np.int64))
+    x = {part: torch.from_numpy(np.concatenate(v)).permute(0, 3, 1, 2).contiguous()
+         for part, v in xs.items()}
+    y = {part: torch.from_numpy(np.concatenate(v)) for part, v in ys.items()}
+    files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+             for p in sorted(folder.glob("*.pkl"))}
+    return RawData("miniimagenet", x["train"], y["train"], x["test"], y["test"], len(by_class),
+                   origin=str(folder), files=files)
+
+
 # ----------------------------------------------------------------------------- digits, synthetic
 
 def digits(settings: DataSettings) -> RawData:
@@ -229,6 +315,7 @@ SOURCES: dict[str, tuple[Callable[[DataSettings], RawData], tuple[int, int, int]
     "cifar10": (cifar10, (3, 32, 32), 10),
     "cifar100": (cifar100, (3, 32, 32), 100),
     "digits": (digits, (1, 8, 8), 10),
+    "miniimagenet": (miniimagenet, (3, 84, 84), 100),
 }
 
 

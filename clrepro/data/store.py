@@ -23,7 +23,7 @@ from clrepro.fsutil import atomic_path, sha256_file, stable_hash, write_json
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # bump when prepare() changes what a definition produces
 
 
 class StaleCacheError(RuntimeError):

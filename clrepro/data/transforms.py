@@ -26,16 +26,17 @@ def rotate_nearest(x: torch.Tensor, angle: float) -> torch.Tensor:
 
 
 def rotate_cubic(x: torch.Tensor, angle: float) -> torch.Tensor:
-    """Cubic-spline rotation keeping the size (scipy.ndimage.rotate, reshape=False), on
-    [0, 1] floats as GMED's data code does. Returns float32 in [0, 1]-ish (spline overshoot
-    is kept, not clipped)."""
+    """Cubic-spline rotation about the centre keeping the size (scipy.ndimage.rotate,
+    reshape=False), applied to the uint8 images as GMED's data code does (scipy rounds and
+    clips the result back to uint8). uint8 in, uint8 out."""
     from scipy.ndimage import rotate
 
+    if x.dtype != torch.uint8:
+        raise ValueError("rotate_cubic expects uint8 images")
     if len(x) == 0:
-        return x.float()
-    arr = x.float().div(255).numpy() if x.dtype == torch.uint8 else x.numpy()
-    out = rotate(arr, angle, axes=(2, 3), reshape=False, order=3)
-    return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32))
+        return x.clone()
+    out = rotate(x.numpy(), angle, axes=(3, 2), reshape=False, order=3)
+    return torch.from_numpy(np.ascontiguousarray(out))
 
 
 ROTATIONS = {"nearest": rotate_nearest, "cubic": rotate_cubic}
