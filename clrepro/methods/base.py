@@ -68,6 +68,10 @@ class Method:
     def prepare_eval(self) -> None:
         """Called once before each evaluation (e.g. iCaRL recomputes class means)."""
 
+    def artifacts(self) -> dict[str, torch.Tensor]:
+        """Tensors a run saves beside its record for figures (e.g. GMED's edited memory)."""
+        return {}
+
     def predict(self, x: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
         return self.logits(x, tasks).argmax(1)
 
@@ -101,9 +105,13 @@ class Method:
 
     # -- checkpointing --------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        extra = {}
+        for k in self.state_attrs:
+            value = getattr(self, k)
+            # memories and the like carry their own state_dict; modules are saved as such
+            extra[k] = value.state_dict() if hasattr(value, "state_dict") else value
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
-                "task": self.task, "counters": dict(self.counters),
-                "extra": {k: getattr(self, k) for k in self.state_attrs}}
+                "task": self.task, "counters": dict(self.counters), "extra": extra}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -111,7 +119,11 @@ class Method:
         self.task = state["task"]
         self.counters = dict(state["counters"])
         for k, v in state["extra"].items():
-            setattr(self, k, v)
+            current = getattr(self, k, None)
+            if hasattr(current, "load_state_dict"):
+                current.load_state_dict(v)
+            else:
+                setattr(self, k, v)
 
 
 METHODS: dict[str, type[Method]] = {}

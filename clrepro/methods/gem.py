@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
+from clrepro.memory import TaskRingMemory
 from clrepro.methods.base import Method, register
 from clrepro.methods.grads import flat_grad, group_gradients, set_flat_grad
 from clrepro.methods.qp import solve_gem_dual
 
 MARGIN_MODES = ("additive", "lower_bound")
-MEMORY_POLICIES = ("last_m", "ring_shared_pointer")
 
 
 def project_gradient(g: torch.Tensor, mem_grads: torch.Tensor, margin: float, margin_mode: str,
@@ -42,6 +42,7 @@ class GEM(Method):
     step projects the stream gradient so that, to first order, no previous task's memory
     loss increases: <g~, g_k> >= 0 for all k < t (Eq. 7), with g~ the closest such vector
     (Eq. 8). Previous tasks' gradients g_k are the mean-loss gradients over all of M_k.
+    GEM is task-aware: it uses the task boundaries of the stream.
 
     hp: lr, memory (total slots), gem.margin, gem.margin_mode, gem.qp_eps, gem.memory_policy.
     Counters: projections (constraint violated), qp_retries (ridge raised after a
@@ -49,53 +50,25 @@ class GEM(Method):
     """
 
     name = "gem"
-    state_attrs = ("mem_x", "mem_y", "mem_n", "mem_ptr")
+    state_attrs = ("memory",)
 
     def __init__(self, ctx, hp):
         super().__init__(ctx, hp)
-        if hp["gem.memory_policy"] not in MEMORY_POLICIES:
-            raise ValueError(f"gem.memory_policy must be one of {MEMORY_POLICIES}")
-        self.per_task = max(1, hp["memory"] // ctx.n_tasks)
-        t, m = ctx.n_tasks, self.per_task
-        self.mem_x = torch.zeros(t, m, *ctx.input_shape, device=self.device)
-        first = (torch.zeros(t, dtype=torch.long) if ctx.class_mask is None
+        first = (torch.zeros(ctx.n_tasks, dtype=torch.long) if ctx.class_mask is None
                  else ctx.class_mask.int().argmax(1).cpu())
-        self.mem_y = first.view(t, 1).repeat(1, m).to(self.device)
-        self.mem_n = [0] * t  # examples written into each task's memory so far
-        self.mem_ptr = 0  # the official code's shared ring pointer
+        self.memory = TaskRingMemory(ctx.n_tasks, max(1, hp["memory"] // ctx.n_tasks),
+                                     ctx.input_shape, self.device, first, hp["gem.memory_policy"])
         self.params = list(self.model.parameters())
 
-    def remember(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        t, m = self.task, self.per_task
-        if self.hp["gem.memory_policy"] == "last_m":
-            # ring buffer per task: after n >= m writes it holds exactly the last m examples
-            slots = (self.mem_n[t] + torch.arange(len(x))) % m
-        else:
-            slots = (self.mem_ptr + torch.arange(len(x))) % m
-            self.mem_ptr = (self.mem_ptr + len(x)) % m
-        keep = slice(max(0, len(x) - m), len(x))  # a batch larger than m keeps its tail
-        self.mem_x[t, slots[keep]] = x[keep]
-        self.mem_y[t, slots[keep]] = y[keep]
-        self.mem_n[t] += len(x)
-
-    def memory_batch(self):
-        """Previous tasks' memories as [K, m, ...] with per-slot loss weights 1/|M_k|."""
-        k, m = self.task, self.per_task
-        filled = torch.tensor([min(n, m) for n in self.mem_n[:k]], device=self.device)
-        if self.hp["gem.memory_policy"] == "ring_shared_pointer":
-            # the official buffer is used whole, unwritten (zero) slots included
-            filled = torch.full_like(filled, m)
-        slot = torch.arange(m, device=self.device)
-        weights = (slot < filled[:, None]).float() / filled[:, None].clamp(min=1)
-        masks = None if self.ctx.class_mask is None else self.ctx.class_mask[:k]
-        return self.mem_x[:k], self.mem_y[:k], weights, masks
+    def memory_gradients(self) -> torch.Tensor:
+        """g_k for every previous task k, as rows of a [t, p] matrix."""
+        xs, ys, ws = self.memory.tasks_batch(self.task)
+        masks = None if self.ctx.class_mask is None else self.ctx.class_mask[:self.task]
+        return group_gradients(self.model, self.model, xs, ys, ws, masks)
 
     def observe(self, x, y, tasks):
-        self.remember(x, y)
-        mem_grads = None
-        if self.task > 0:
-            xs, ys, ws, masks = self.memory_batch()
-            mem_grads = group_gradients(self.model, lambda inp: self.model(inp), xs, ys, ws, masks)
+        self.memory.add(self.task, x, y)
+        mem_grads = self.memory_gradients() if self.task > 0 else None
         self.opt.zero_grad(set_to_none=True)
         self.loss(x, y, tasks).backward()
         if mem_grads is not None:
