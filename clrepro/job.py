@@ -16,7 +16,7 @@ from clrepro.data.benchmarks import materialize
 from clrepro.data.definitions import BenchmarkDef
 from clrepro.data.definitions import DataSettings
 from clrepro.devices import choose_device
-from clrepro.fsutil import stable_hash
+from clrepro.fsutil import atomic_path, stable_hash
 from clrepro.plan import protocol_hash
 from clrepro.methods import get_method
 from clrepro.provenance import provenance
@@ -39,7 +39,9 @@ def checkpoint_path(out: Path) -> Path:
 
 
 def run_job(desc: dict[str, Any], out: str | Path, prepared: str | Path, device: str = "auto",
-            threads: int = 1) -> dict[str, Any]:
+            threads: int = 1, artifacts_out: str | Path | None = None) -> dict[str, Any]:
+    """Train the run `desc` describes and write its record to `out` (and, if asked, the
+    tensors the method keeps for figures to `artifacts_out`, written first)."""
     out = Path(out)
     spec = RunSpec.from_dict(desc["spec"])
     if RunSpec.from_path(out) != spec:
@@ -59,6 +61,10 @@ def run_job(desc: dict[str, Any], out: str | Path, prepared: str | Path, device:
     ckpt = checkpoint_path(out)
     measured = train_run(bench, get_method(spec.method), hp, spec.seed, spec.epochs, dev,
                          checkpoint=ckpt, desc=f"{spec.label} {spec.benchmark} s{spec.seed}")
+    artifacts = measured.pop("artifacts")
+    if artifacts_out is not None:
+        with atomic_path(artifacts_out) as tmp:
+            torch.save(artifacts, tmp)
     summary = None
     if measured["status"] == "ok":
         summary = metrics.summary(np.array(measured["R"]), np.array(measured["b"]),

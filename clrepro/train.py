@@ -33,36 +33,43 @@ CHECKPOINT_VERSION = 1
 @dataclass
 class Phase:
     task: int | None  # None: an iid phase mixing all tasks
+    epoch: int
+    last: bool  # the task's last epoch
     order: torch.Tensor  # indices into the concatenated training set, in stream order
 
 
 def build_phases(bench: Benchmark, stream: str, epochs: int, seed: int) -> list[Phase]:
-    """Tasks in index order, each shuffled by the run seed and repeated `epochs` times
-    ("tasks"), or all tasks' examples shuffled together per pass ("iid", GEM Table 3 row 1).
-    Each phase's order depends only on (seed, phase), so a resumed run replays it exactly."""
+    """Tasks in index order, each pass over a task shuffled by the run seed ("tasks"; one
+    phase per task and epoch), or all tasks' examples shuffled together for every pass
+    ("iid", GEM Table 3 row 1; one phase). A phase's order depends only on (seed, phase),
+    so a resumed run replays it exactly."""
     sizes = [len(t.train_y) for t in bench.tasks]
     starts = np.cumsum([0, *sizes])
     if stream == "iid":
         gen = torch.Generator().manual_seed(derive_seed(seed, "stream:iid"))
         order = torch.cat([torch.randperm(int(starts[-1]), generator=gen) for _ in range(epochs)])
-        return [Phase(None, order)]
+        return [Phase(None, 0, True, order)]
     if stream != "tasks":
         raise ValueError(f"unknown stream kind {stream!r}")
     phases = []
     for t, n in enumerate(sizes):
-        gen = torch.Generator().manual_seed(derive_seed(seed, f"stream:task{t}"))
-        order = torch.cat([torch.randperm(n, generator=gen) + int(starts[t]) for _ in range(epochs)])
-        phases.append(Phase(t, order))
+        for e in range(epochs):
+            gen = torch.Generator().manual_seed(derive_seed(seed, f"stream:task{t}:epoch{e}"))
+            phases.append(Phase(t, e, e == epochs - 1, torch.randperm(n, generator=gen) + int(starts[t])))
     return phases
 
 
 class Evaluator:
-    """Accuracy on every task's test set; `drop_last_quirk` mimics GEM's code (spec D5):
-    it skips each task's last test example but still divides by the full count."""
+    """Accuracy on every task's test (or, when tuning, validation) set; `drop_last_quirk`
+    mimics GEM's code (spec D5): it skips each task's last test example but still divides
+    by the full count."""
 
     def __init__(self, bench: Benchmark, device: torch.device, batch_size: int,
-                 drop_last_quirk: bool):
-        self.tests = [(t.test_x.to(device), t.test_y.to(device)) for t in bench.tasks]
+                 drop_last_quirk: bool, split: str = "test"):
+        if split not in ("test", "val"):
+            raise ValueError(f"eval_split must be test or val, got {split!r}")
+        self.tests = [(getattr(t, f"{split}_x").to(device), getattr(t, f"{split}_y").to(device))
+                      for t in bench.tasks]
         self.batch_size = batch_size
         self.drop_last_quirk = drop_last_quirk
         self.device = device
@@ -82,7 +89,7 @@ class Evaluator:
                 tasks = torch.full((hi - lo,), t, dtype=torch.long, device=self.device)
                 hits += (method.predict(as_float(x[lo:hi]), tasks) == y[lo:hi]).sum()
             correct.append(hits)
-        accs = [c / len(y) for c, (_, y) in zip(torch.stack(correct).tolist(), self.tests)]
+        accs = [c / max(len(y), 1) for c, (_, y) in zip(torch.stack(correct).tolist(), self.tests)]
         method.model.train()
         self.seconds += time.perf_counter() - start
         return accs
@@ -103,32 +110,39 @@ def make_context(bench: Benchmark, device: torch.device, seed: int, epochs: int)
 def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], seed: int,
               epochs: int, device: torch.device, checkpoint: Path | None = None,
               desc: str = "run") -> dict[str, Any]:
-    """Train one method on one benchmark stream; return the measured part of a record."""
+    """Train one method on one benchmark stream; return the measured part of a record.
+
+    Tuning runs (GMED §5.3) use hp `tasks_limit` (only the first k tasks), `eval_split` =
+    val, and `early_stopping`: a task's further passes are skipped once the mean validation
+    accuracy over the seen tasks stops improving after a pass.
+    """
+    if hp.get("tasks_limit"):
+        bench = bench.first_tasks(hp["tasks_limit"])
     torch.manual_seed(derive_seed(seed, "init"))  # model initialisation
     ctx = make_context(bench, device, seed, epochs)
     method = method_cls(ctx, hp)
     phases = build_phases(bench, method_cls.stream, epochs, seed)
     batch_size, eval_every = hp["batch_size"], hp["eval_every"]
     checkpoint_every = hp.get("checkpoint_every", 0)
+    early_stopping = hp.get("early_stopping", False)
     evaluate = Evaluator(bench, device, hp.get("eval_batch_size", 1000),
-                         hp.get("eval.drop_last_quirk", False))
+                         hp.get("eval.drop_last_quirk", False), hp.get("eval_split", "test"))
     all_x = torch.cat([t.train_x for t in bench.tasks]).to(device)
     all_y = torch.cat([t.train_y for t in bench.tasks]).to(device)
     all_t = torch.cat([torch.full((len(t.train_y),), i, dtype=torch.long)
                        for i, t in enumerate(bench.tasks)]).to(device)
     n_batches = [math.ceil(len(p.order) / batch_size) for p in phases]
-    total = sum(n_batches)
     hp_hash = stable_hash(hp)
 
     state = {"phase": 0, "batch": 0, "global": 0, "R": [], "curve": [], "b": None,
-             "train_s": 0.0, "eval_s": 0.0, "status": "ok", "resumed": 0}
+             "train_s": 0.0, "eval_s": 0.0, "status": "ok", "resumed": 0, "best": -1.0}
     if checkpoint is not None and checkpoint.is_file():
         state = _resume(checkpoint, hp_hash, method, state)
     if state["b"] is None:
         state["b"] = evaluate(method)
         state["curve"].append((0.0, 0, state["b"]))
 
-    progress = Progress(total, desc)
+    progress = Progress(sum(n_batches), desc)
     progress.update(state["global"])
     eval_base = evaluate.seconds
     t_run = time.perf_counter()
@@ -136,21 +150,21 @@ def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], se
     def curve_point(p: int, j: int) -> list[float]:
         accs = evaluate(method)
         phase = phases[p]
-        done = (phase.task if phase.task is not None else 0) + j / n_batches[p]
         if phase.task is None:
             done = bench.n_tasks * j / n_batches[p]
+        else:
+            done = phase.task + (phase.epoch + j / n_batches[p]) / epochs
         state["curve"].append((float(done), state["global"], accs))
         return accs
 
     while state["phase"] < len(phases) and state["status"] == "ok":
         p = state["phase"]
         phase = phases[p]
+        task = phase.task if phase.task is not None else 0
         order = phase.order.to(device)
         xp, yp, tp = as_float(all_x[order]), all_y[order], all_t[order]
-        if state["batch"] == 0:
-            method.begin_task(phase.task if phase.task is not None else 0)
-        else:
-            method.task = phase.task if phase.task is not None else 0
+        if state["batch"] == 0 and phase.epoch == 0:
+            method.begin_task(task)
         _sync(device)
         tick = time.perf_counter()
         chunk_ends = _iid_chunk_ends(phase, n_batches[p], bench.n_tasks, hp)
@@ -180,15 +194,25 @@ def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], se
                 tick = time.perf_counter()
         if state["status"] != "ok":
             break
-        method.end_task(phase.task if phase.task is not None else 0)
         _sync(device)
         state["train_s"] += time.perf_counter() - tick
+        stop_task = phase.last
+        if not phase.last:  # a pass of a multi-epoch task ended
+            if early_stopping:
+                accs = curve_point(p, n_batches[p])
+                score = sum(accs[:task + 1]) / (task + 1)
+                stop_task = score <= state["best"]
+                state["best"] = max(state["best"], score)
+            if not stop_task:
+                state["phase"], state["batch"] = p + 1, 0
+                continue
+        method.end_task(task)
         accs = curve_point(p, n_batches[p])
         if not method.parameters_finite() or not all(math.isfinite(a) for a in accs):
             state["status"] = "diverged"
             break
         state["R"].extend(_rows_for_phase(phase, accs, bench.n_tasks, chunk_ends))
-        state["phase"], state["batch"] = p + 1, 0
+        state["phase"], state["batch"], state["best"] = _next_task(phases, p), 0, -1.0
         if phase.task is not None:
             seen = accs[: phase.task + 1]
             log.info("%s: task %d/%d done, mean accuracy on seen tasks %.3f", desc,
@@ -205,12 +229,21 @@ def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], se
         "R": state["R"], "b": state["b"],
         "curve": {"progress": [c[0] for c in state["curve"]], "batch": [c[1] for c in state["curve"]],
                   "acc": [c[2] for c in state["curve"]]},
-        "test_sizes": [len(t.test_y) for t in bench.tasks],
+        "test_sizes": [len(y) for _, y in evaluate.tests],
         "timings": {"train_s": state["train_s"], "eval_s": state["eval_s"],
                     "wall_s": time.perf_counter() - t_run, "batches": state["global"],
                     "resumed": state["resumed"]},
         "counters": method.counters,
+        "artifacts": method.artifacts() if state["status"] == "ok" else {},
     }
+
+
+def _next_task(phases: list[Phase], p: int) -> int:
+    """Index of the first phase after p that belongs to another task."""
+    q = p + 1
+    while q < len(phases) and phases[q].task == phases[p].task and phases[q].task is not None:
+        q += 1
+    return q
 
 
 def _iid_chunk_ends(phase: Phase, n_batches: int, n_tasks: int, hp: dict) -> set[int]:

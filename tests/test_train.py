@@ -43,8 +43,10 @@ def test_epochs_repeat_each_task_before_the_next():
     bench = tiny_benchmark(n_tasks=2)
     phases = build_phases(bench, "tasks", 3, seed=0)
     n = len(bench.tasks[0].train_y)
-    assert [len(p.order) for p in phases] == [3 * n, 3 * n]
-    assert sorted(phases[1].order[:n].tolist()) == list(range(n, 2 * n))
+    assert [(p.task, p.epoch, p.last) for p in phases] == [
+        (0, 0, False), (0, 1, False), (0, 2, True), (1, 0, False), (1, 1, False), (1, 2, True)]
+    assert all(sorted(p.order.tolist()) == list(range(n * p.task, n * (p.task + 1))) for p in phases)
+    assert not torch.equal(phases[0].order, phases[1].order)  # each pass reshuffled
     iid = build_phases(bench, "iid", 2, seed=0)
     assert len(iid) == 1 and iid[0].task is None and len(iid[0].order) == 4 * n
 
@@ -100,3 +102,18 @@ def test_checkpoint_from_another_protocol_is_ignored(tmp_path):
     first = run(checkpoint=ckpt)
     other = run(checkpoint=ckpt, hp={"lr": 0.01})  # ckpt of the finished lr=0.05 run exists
     assert other["timings"]["resumed"] == 0 and other["R"] != first["R"]
+
+
+def test_tuning_mode_uses_first_tasks_validation_and_early_stopping():
+    bench = tiny_benchmark(n_tasks=4, val_fraction=0.2, train_per_task=None, test_per_task=None)
+    out = run("single", epochs=3, bench=bench,
+              hp={"tasks_limit": 3, "eval_split": "val", "early_stopping": True})
+    assert np.array(out["R"]).shape == (3, 3)
+    assert out["test_sizes"] == [len(t.val_y) for t in bench.tasks[:3]]
+    full = 3 * 3 * len(range(0, len(bench.tasks[0].train_y), 10))
+    assert out["timings"]["batches"] <= full
+    lr0 = run("single", epochs=3, bench=bench,
+              hp={"lr": 0.0, "tasks_limit": 3, "eval_split": "val", "early_stopping": True})
+    per_pass = len(range(0, len(bench.tasks[0].train_y), 10))
+    # with nothing learnt, accuracy never improves after the first pass: every task stops at 2
+    assert lr0["timings"]["batches"] == 3 * 2 * per_pass
