@@ -17,7 +17,12 @@ MLP = {"name": "mlp", "hidden": [16, 16], "init": "xavier"}
 HP = {"lr": 0.05, "model": MLP, "memory": 30, "gem.margin": 0.5, "gem.margin_mode": "additive",
       "gem.qp_eps": 1e-3, "gem.memory_policy": "last_m", "ewc.strength": 3.0,
       "ewc.fisher_samples": 10, "ewc.fisher": "squared_mean_grad", "icarl.strength": 1.0,
-      "icarl.trim_old": True, "independent.clone": True}
+      "icarl.trim_old": True, "independent.clone": True, "replay.batch_size": 10,
+      "replay.iterations": 1, "er.loss": "union_mean", "mir.candidates": 25, "gmed.alpha": 1.0,
+      "gmed.beta": 0.01, "gmed.reg_sign": "paper", "gmed.edit_reduction": "mean",
+      "gmed.clip": False, "gmed.edit_schedule": "per_iteration", "agem.reference_size": 64,
+      "gss.compare": 10, "bgd.eta": 1.0, "bgd.std_init": 0.02, "bgd.mc_samples": 3,
+      "hal.lambda": 0.1, "hal.gamma": 0.1, "hal.anchor_steps": 5, "hal.anchor_lr": 0.1}
 
 
 def context(bench, seed=0):
@@ -57,11 +62,11 @@ def test_gem_keeps_the_last_m_examples_of_each_task():
     feed(gem, bench, batches=4)  # 40 examples per task
     for t, task in enumerate(bench.tasks):
         last = task.train_x[25:40].float() / 255
-        stored = gem.mem_x[t]
+        stored = gem.memory.x[t]
         assert sorted(map(tuple, stored.flatten(1).tolist())) == sorted(map(tuple, last.flatten(1).tolist()))
     ring = GEM(context(bench), {**HP, "memory": 30, "gem.memory_policy": "ring_shared_pointer"})
     feed(ring, bench, batches=4)
-    torch.testing.assert_close(ring.mem_x.sum(1), gem.mem_x.sum(1))  # same sets once tasks >= m
+    torch.testing.assert_close(ring.memory.x.sum(1), gem.memory.x.sum(1))  # same sets once tasks >= m
 
 
 def test_gem_step_never_increases_a_memory_loss_to_first_order():
@@ -80,8 +85,7 @@ def test_gem_step_never_increases_a_memory_loss_to_first_order():
     gem.begin_task(2)
     task = bench.tasks[2]
     for i in range(4):
-        xs, ys, ws, masks = gem.memory_batch()
-        mem_grads = group_gradients(gem.model, gem.model, xs, ys, ws, masks)
+        mem_grads = gem.memory_gradients()
         x, y = task.train_x[i * 10:(i + 1) * 10].float() / 255, task.train_y[i * 10:(i + 1) * 10]
         gem.observe(x, y, torch.full_like(y, 2))
         dots = mem_grads @ applied[-1]

@@ -1,0 +1,54 @@
+"""Averaged GEM (Chaudhry et al. 2019a) in GMED's task-free setting (spec §4.5)."""
+
+from __future__ import annotations
+
+import torch
+
+from clrepro.memory import ReservoirMemory
+from clrepro.methods.base import Method, register
+from clrepro.methods.grads import flat_grad, set_flat_grad
+
+
+def agem_project(g: torch.Tensor, g_ref: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """A-GEM's closed form: if <g, g_ref> < 0, g - (g.g_ref / (g_ref.g_ref + eps)) g_ref,
+    the projection of g onto the half-space {v : <v, g_ref> >= 0}; else g unchanged."""
+    dot = torch.dot(g, g_ref)
+    if dot >= 0:
+        return g
+    return g - (dot / (torch.dot(g_ref, g_ref) + eps)) * g_ref
+
+
+@register
+class AGEM(Method):
+    """A-GEM: one constraint from the average gradient g_ref over `agem.reference_size`
+    random memory examples (256; all of memory when it holds fewer). The memory is a
+    task-free reservoir; A-GEM does not replay, it only projects the stream gradient.
+
+    hp: lr, memory, agem.reference_size. Counter: projections."""
+
+    name = "agem"
+    state_attrs = ("memory",)
+
+    def __init__(self, ctx, hp):
+        super().__init__(ctx, hp)
+        self.memory = ReservoirMemory(hp["memory"], ctx.input_shape, self.device, ctx.generator)
+        self.params = list(self.model.parameters())
+
+    def observe(self, x, y, tasks):
+        g_ref = None
+        if len(self.memory):
+            idx = self.memory.sample(self.hp["agem.reference_size"])
+            mem = self.memory
+            self.opt.zero_grad(set_to_none=True)
+            self.loss(mem.x[idx], mem.y[idx], mem.t[idx]).backward()
+            g_ref = flat_grad(self.params)
+        self.opt.zero_grad(set_to_none=True)
+        self.loss(x, y, tasks).backward()
+        if g_ref is not None:
+            g = flat_grad(self.params)
+            projected = agem_project(g, g_ref)
+            if projected is not g:
+                self.count("projections")
+                set_flat_grad(self.params, projected)
+        self.opt.step()
+        self.memory.add(x, y, tasks)
