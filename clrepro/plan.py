@@ -102,6 +102,28 @@ class Plan:
             hint = "planned runs of it: " + ", ".join(same[:6]) + (" ..." if len(same) > 6 else "")
         raise KeyError(f"{path} is not a run of this configuration (scale {self.scale}); {hint}")
 
+    def logs_artifacts(self, job: RunJob) -> bool:
+        """Runs that save tensors beside their record (GMED's edited memory, Figs. 5-6)."""
+        return bool(job.hp.get("gmed.log_edits"))
+
+    @property
+    def logged(self) -> tuple[set[str], set[str]]:
+        """(benchmarks, methods) of the runs that save artifacts. The workflow trains them in
+        a rule with a second output, matched by these two wildcards, so every planned run on
+        such a (benchmark, method) pair must log."""
+        runs = [j for j in self.runs.values() if self.logs_artifacts(j)]
+        benchmarks = {j.spec.benchmark for j in runs}
+        methods = {j.spec.method for j in runs}
+        silent = [k for k, j in self.runs.items() if j.spec.benchmark in benchmarks
+                  and j.spec.method in methods and not self.logs_artifacts(j)]
+        if silent:
+            raise ValueError(f"runs {silent[:3]} share benchmark and method with runs that save "
+                             f"artifacts but do not save any themselves")
+        return benchmarks, methods
+
+    def artifact_path(self, run_path: str | Path) -> Path:
+        return Path(run_path).with_suffix(".artifacts.pt")
+
     @property
     def gpu_benchmarks(self) -> set[str]:
         """Benchmarks whose runs want a GPU (the workflow trains them in their own rule)."""
@@ -162,7 +184,8 @@ def _add_run(plan: Plan, paper: Paper, options: dict, benchmarks: dict, spec: Ru
     if spec.benchmark not in benchmarks:
         raise cfg.ConfigError(f"{paper.key}: run on unknown benchmark {spec.benchmark}; "
                               f"known: {', '.join(benchmarks)}")
-    unknown = [k for k, _ in spec.overrides if k not in paper.option_defaults]
+    unknown = [k for k, _ in spec.overrides
+               if k not in paper.option_defaults and k not in paper.variant_keys]
     if unknown:
         raise cfg.ConfigError(f"{paper.key}: unknown option override(s) {', '.join(unknown)}")
     plan.benchmarks[spec.benchmark] = benchmarks[spec.benchmark]

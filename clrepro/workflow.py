@@ -59,7 +59,7 @@ def train(snakemake: Any) -> None:
         desc = {**snakemake.params.protocol, "data": config["data"],
                 "gpu": int(snakemake.resources.get("gpu", 0)) > 0}
         run_job(desc, snakemake.output[0], snakemake.input.pt, device=config["device"],
-                threads=snakemake.threads)
+                threads=snakemake.threads, artifacts_out=getattr(snakemake.output, "artifacts", None))
 
     _logged(snakemake, body)
 

@@ -15,12 +15,45 @@ def build(**config):
 def test_defaults_are_the_quick_preset():
     p = build()
     assert p.scale == "quick" and p.config["data"]["dir"] == "resources/raw"
-    assert len(p.runs) == 34  # spec §2: GEM quick = 34 runs
-    assert sorted(p.artifacts) == ["gem.fig1a", "gem.fig1b", "gem.table1", "gem.table2", "gem.table3"]
+    assert p.config["papers"] == ["gem2017", "gmed2021"]
+    gem = [r for r in p.runs.values() if r.paper == "gem2017"]
+    assert len(gem) == 34  # spec §2: GEM quick = 34 runs
+    assert {a for a in p.artifacts if a.startswith("gem.")} == {
+        "gem.fig1a", "gem.fig1b", "gem.table1", "gem.table2", "gem.table3"}
+    assert {a for a in p.artifacts if a.startswith("gmed.")} == {
+        "gmed.table1", "gmed.table2", "gmed.table3", "gmed.fig3", "gmed.fig4", "gmed.fig5", "gmed.fig6"}
+
+
+def test_gmed_full_plan_matches_the_spec_count():
+    p = build(scale="full", papers=["gmed2021"])
+    assert len(p.runs) == 1230  # spec §2: 600 + 210 + 100 + 20 + 300
+    table2 = [r for r in p.runs.values() if not r.spec.overrides and r.spec.seed == 0
+              and r.spec.memory in (0, 500, 10000) and r.spec.method != "er_random_edit"
+              and r.spec.method != "er_hindsight_edit"]
+    assert {r.spec.benchmark for r in table2} == {
+        "split_mnist@gmed2021", "perm_mnist@gmed2021", "rot_mnist@gmed2021",
+        "split_cifar10@gmed2021", "split_miniimagenet@gmed2021"}
+    mini = p.runs["results/runs/split_miniimagenet@gmed2021/er_gmed/m10000-e1/s0.json"]
+    assert mini.hp["replay.iterations"] == 3 and mini.hp["gmed.alpha"] == 1.0
+    assert mini.hp["gmed.beta"] == 0.1 and mini.resources["gpu"]
+    assert p.runs["results/runs/split_mnist@gmed2021/mir/m500-e1/s9.json"].hp["mir.candidates"] == 50
+    assert p.runs["results/runs/split_miniimagenet@gmed2021/mir/m10000-e1/s9.json"].hp["mir.candidates"] == 25
+    tuning = [r for r in p.runs.values() if dict(r.spec.overrides).get("tune")]
+    assert len(tuning) == 210 and all(r.hp["tasks_limit"] == 3 for r in tuning)
+
+
+def test_gmed_quick_has_five_seeds_for_the_paired_tests():
+    p = build(papers=["gmed2021"])
+    for method in ("er", "er_gmed", "mir", "mir_gmed"):
+        for bench in ("split_fmnist", "perm_fmnist", "rot_fmnist"):
+            seeds = {r.spec.seed for r in p.runs.values()
+                     if r.spec.method == method and r.spec.benchmark == f"{bench}@gmed2021.quick"
+                     and not r.spec.overrides and r.spec.memory == 500}
+            assert seeds == {0, 1, 2, 3, 4}, (method, bench)
 
 
 def test_full_plan_has_every_paper_run():
-    p = build(scale="full")
+    p = build(scale="full", papers=["gem2017"])
     base = [r for r in p.runs.values() if not r.spec.overrides]
     assert len(base) == 170  # spec §2: 75 + 30 + 65
     assert len(p.runs) - len(base) == 40  # GEM with the official margin, labelled
@@ -68,11 +101,12 @@ def test_hyperparameters_come_from_the_spec_tables():
     quick = build()
     assert {r.hp["lr"] for r in quick.runs.values()
             if r.spec.benchmark.startswith("split_fmnist_til")} == {0.1}
+    assert {r.hp["lr"] for r in quick.runs.values() if r.paper == "gmed2021"} == {0.05}
 
 
 def test_options_change_only_the_runs_they_concern():
-    base = build()
-    changed = build(options={"gem2017": {"gem.margin_mode": "lower_bound"}})
+    base = build(papers=["gem2017"])
+    changed = build(papers=["gem2017"], options={"gem2017": {"gem.margin_mode": "lower_bound"}})
     differ = {k for k in base.runs if base.runs[k].protocol_hash != changed.runs[k].protocol_hash}
     assert differ and all("/gem/" in k for k in differ)
 

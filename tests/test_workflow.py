@@ -46,7 +46,9 @@ def test_dry_run_lists_every_planned_run(scale, tmp_path):
     out = snakemake("-n", "--config", f"scale={scale}", cwd=workdir(tmp_path))
     counts = job_counts(out.stdout)
     expected = plan.build({"scale": scale})
-    assert counts.get("train", 0) + counts.get("train_gpu", 0) == len(expected.runs)
+    trained = sum(counts.get(rule, 0) for rule in ("train", "train_gpu", "train_logged"))
+    assert trained == len(expected.runs)
+    assert counts.get("train_logged", 0) == sum(expected.logs_artifacts(j) for j in expected.runs.values())
     gpu = sum(r.resources["gpu"] for r in expected.runs.values())
     assert counts.get("train_gpu", 0) == gpu > 0
     assert counts["prepare_data"] == len(expected.benchmarks)

@@ -26,6 +26,7 @@ METRIC_COLUMNS = ("acc", "bwt", "fwt", "final_acc_weighted", "train_s", "eval_s"
 class RunSet:
     def __init__(self, specs: Iterable[RunSpec], root: str | Path, protocol_version: int,
                  transfer_norm: str = "paper"):
+        self.root = Path(root)
         self.records: dict[RunSpec, dict[str, Any]] = {}
         rows = []
         for spec in specs:
@@ -77,6 +78,10 @@ class RunSet:
     def record(self, spec: RunSpec) -> dict[str, Any] | None:
         record = self.records.get(spec)
         return record if record is not None and record["status"] == "ok" else None
+
+    def artifacts_path(self, spec: RunSpec) -> Path:
+        """Tensors a run saved beside its record (GMED's edited memory)."""
+        return spec.path(self.root).with_suffix(".artifacts.pt")
 
     def problems(self) -> pd.DataFrame:
         return self.df[self.df["status"] != "ok"]

@@ -104,6 +104,7 @@ class Paper:
     resources: Callable[[RunSpec], dict[str, Any]]
     artifacts: list[Artifact]
     option_defaults: dict[str, Any]
+    variant_keys: tuple[str, ...] = ()  # run-level overrides besides options (e.g. a grid cell)
 
     def artifact(self, artifact_id: str) -> Artifact:
         for a in self.artifacts:

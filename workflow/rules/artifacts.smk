@@ -60,3 +60,9 @@ rule render_figure:
         "../envs/clrepro.yaml"
     script:
         "../scripts/render.py"
+
+
+rule tune:
+    """`snakemake tune`: GMED's hyperparameter selection (§4.7) and its table."""
+    input:
+        [str(p) for p in PLAN.artifacts["gmed.table1"].outputs] if "gmed.table1" in PLAN.artifacts else [],

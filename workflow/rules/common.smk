@@ -28,6 +28,8 @@ FIGURES = [a for a, job in PLAN.artifacts.items() if job.artifact.kind == "figur
 
 GPU_BENCHMARKS = _alternatives(PLAN.gpu_benchmarks)
 CPU_BENCHMARKS = _alternatives(set(PLAN.benchmarks) - PLAN.gpu_benchmarks)
+LOGGED_BENCHMARKS = _alternatives(PLAN.logged[0])
+LOGGED_METHODS = _alternatives(PLAN.logged[1])
 
 
 def paper_title(wc):
@@ -47,4 +49,11 @@ def run_of(wc):
 
 
 def artifact_runs(wc):
-    return [str(s.path(PLAN.root)) for s in PLAN.artifacts[wc.artifact].runs]
+    """An artifact's inputs: its runs' records, and the tensors the logging runs saved."""
+    paths = []
+    for spec in PLAN.artifacts[wc.artifact].runs:
+        path = spec.path(PLAN.root)
+        paths.append(str(path))
+        if PLAN.logs_artifacts(PLAN.run_job(path)):
+            paths.append(str(PLAN.artifact_path(path)))
+    return paths

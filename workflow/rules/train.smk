@@ -1,7 +1,11 @@
 # One job per run: results/runs/<benchmark>/<method>/m<memory>-e<epochs>[+opt=val]/s<seed>.json
 # Runs are split by whether their benchmark's network wants a GPU: on a cluster the many
 # tiny CPU runs can then be batched into a few allocations (see workflow/profiles/slurm)
-# while every GPU run keeps an allocation of its own.
+# while every GPU run keeps an allocation of its own. Runs that keep tensors for a figure
+# (GMED's edited memory) declare them as a second output (train_logged).
+
+
+ruleorder: train_logged > train
 
 
 rule train:
@@ -35,3 +39,12 @@ use rule train as train_gpu with:
         gpu=1,
         mem_mb=lambda wc, attempt: run_of(wc).resources["mem_mb"] * attempt,
         runtime=lambda wc, attempt: run_of(wc).resources["runtime"] * attempt,
+
+
+use rule train as train_logged with:
+    output:
+        record=f"{RESULTS}/runs/{{benchmark}}/{{method}}/{{setting}}/s{{seed}}.json",
+        artifacts=f"{RESULTS}/runs/{{benchmark}}/{{method}}/{{setting}}/s{{seed}}.artifacts.pt",
+    wildcard_constraints:
+        benchmark=LOGGED_BENCHMARKS,
+        method=LOGGED_METHODS,

@@ -1,0 +1,200 @@
+"""GMED (Jin, Du, Ren): benchmarks and hyperparameters (spec gmed-2021.md §4, §5, §6).
+
+Task-free online CL: mini-batches of 10, one pass, one head over all classes. Task ids
+reach only the task-aware baselines (GEM, HAL) through the stream's task boundaries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clrepro.data.definitions import BenchmarkDef
+from clrepro.spec import RunSpec
+
+PROTOCOL_VERSION = 1
+DATASETS = ("split_mnist", "perm_mnist", "rot_mnist", "split_cifar10", "split_miniimagenet")
+MNIST_LIKE = ("split_mnist", "perm_mnist", "rot_mnist")
+
+OPTION_DEFAULTS: dict[str, Any] = {
+    "gmed.alpha": None,  # {dataset: alpha}; unset datasets use Table 1 (D2)
+    "gmed.beta": None,  # {dataset: beta}; likewise
+    "gmed.reg_sign": "paper",  # D1: paper (-beta) | code (+beta)
+    "gmed.edit_reduction": "mean",  # D6
+    "gmed.clip": False,  # D7
+    "gmed.edit_schedule": "per_iteration",  # D15
+    "er.loss": "union_mean",  # D5: union_mean (paper) | sum_of_means (code)
+    "tune.grid": "paper",  # D3: paper 7x5 | code 4x3
+    "tune.max_epochs": 3,  # D4 (with early stopping)
+    "miniimagenet.per_class_train": 250,  # D8: 250 (paper) | 456 (code)
+    "split.val_fraction": 0.05,  # D9
+    "model.nf": 20,  # D12
+    "iid_offline.epochs": 5,  # passes of the iid offline upper bound (suite default)
+    "random_edit.alpha": None,  # {dataset: stride}; unset: the dataset's GMED alpha (suite)
+    "data_seed": 0,
+}
+
+# Table 1 (paper): editing stride alpha, regularisation strength beta
+TABLE1 = {"split_mnist": (5.0, 0.01), "perm_mnist": (0.05, 0.001), "rot_mnist": (1.0, 0.01),
+          "split_cifar10": (0.05, 0.001), "split_miniimagenet": (1.0, 0.1)}
+TUNE_GRIDS = {  # D3
+    "paper": ([0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0], [0.0, 1e-3, 1e-2, 1e-1, 1.0]),
+    "code": ([0.1, 0.05, 0.5, 1.0], [1e-3, 1e-2, 1e-1]),
+    "quick": ([0.05, 1.0, 5.0], [0.0, 0.01, 0.1]),  # spec §6
+}
+LR = {"mnist": 0.05, "image": 0.1}  # §4.2
+MEMORY = {"split_miniimagenet": 10_000}  # others 500
+MIR_CANDIDATES = {"split_miniimagenet": 25}  # others 50
+ITERATIONS = {"split_miniimagenet": 3}  # updates (and edits) per incoming batch; others 1
+REPLAY_BATCH = 10
+AGEM_REFERENCE = 256
+GEM = {"gem.margin": 0.5, "gem.margin_mode": "additive", "gem.qp_eps": 1e-3,
+       "gem.memory_policy": "last_m"}  # spec §4.5: suite defaults
+GSS_COMPARE = 10
+BGD = {"bgd.eta": 1.0, "bgd.std_init": 0.02, "bgd.mc_samples": 10}
+HAL = {"hal.lambda": 0.1, "hal.gamma": 0.1, "hal.anchor_steps": 100, "hal.anchor_lr": 0.1}
+REPLAY_METHODS = ("er", "mir", "er_gmed", "mir_gmed", "er_random_edit", "er_hindsight_edit", "gss")
+MEMORY_METHODS = REPLAY_METHODS + ("agem", "gem", "hal")
+KNOWN_METHODS = MEMORY_METHODS + ("bgd", "iid", "finetune")
+VARIANT_KEYS = ("gmed.alpha", "gmed.beta", "tune")  # run-level overrides (tuning grid, beta = 0)
+
+STAND_INS = {  # quick / smoke: Fashion-MNIST stand-ins for the three MNIST benchmarks
+    "split_mnist": "split_fmnist", "perm_mnist": "perm_fmnist", "rot_mnist": "rot_fmnist"}
+SMOKE_DATASETS = ("split_mnist", "rot_mnist")  # enough to exercise every artifact
+
+
+def bench_name(dataset: str, scale: str) -> str | None:
+    if scale == "full":
+        return f"{dataset}@gmed2021"
+    if scale == "smoke" and dataset not in SMOKE_DATASETS:
+        return None
+    stand_in = STAND_INS.get(dataset)
+    return f"{stand_in}@gmed2021.{scale}" if stand_in else None
+
+
+def dataset_of(benchmark: str) -> str:
+    base, _, suffix = benchmark.partition("@")
+    for dataset in DATASETS:
+        if base == dataset or base == STAND_INS.get(dataset):
+            return dataset
+    raise KeyError(f"{benchmark} is not a GMED benchmark")
+
+
+def scale_of(benchmark: str) -> str:
+    suffix = benchmark.split("@")[1]
+    return suffix.split(".")[1] if "." in suffix else "full"
+
+
+def datasets(scale: str) -> list[str]:
+    return [d for d in DATASETS if bench_name(d, scale)]
+
+
+def benchmarks(scale: str, options: dict[str, Any]) -> dict[str, BenchmarkDef]:
+    seed, val = options["data_seed"], options["split.val_fraction"]
+    split = dict(kind="split", scenario="class_incremental", classes_per_task=2,
+                 class_order="natural", val_fraction=val, data_seed=seed)
+    if scale == "full":
+        defs = [
+            BenchmarkDef("split_mnist@gmed2021", "mnist", n_tasks=5, train_per_task=1000, **split),
+            BenchmarkDef("perm_mnist@gmed2021", "mnist", "permuted", 10, "domain_incremental",
+                         shared_subset=1000, val_fraction=0.05, identity_first=True,
+                         transform_seed="run", data_seed=seed),
+            BenchmarkDef("rot_mnist@gmed2021", "mnist", "rotated", 20, "domain_incremental",
+                         train_per_task=950, val_per_task=50, test_per_task=1000, test_draw="run",
+                         interpolation="cubic", transform_seed="run", data_seed=seed),
+            BenchmarkDef("split_cifar10@gmed2021", "cifar10", n_tasks=5, **split),
+            BenchmarkDef("split_miniimagenet@gmed2021", "miniimagenet", n_tasks=20,
+                         train_per_class=options["miniimagenet.per_class_train"],
+                         **{**split, "classes_per_task": 5}),
+        ]
+    else:
+        quick = scale == "quick"
+        n = {"split": 5 if quick else 2, "perm": 5 if quick else 2, "rot": 10 if quick else 2}
+        defs = [d for d in [  # the datasets this scale has (bench_name gives "" otherwise)
+            BenchmarkDef(bench_name("split_mnist", scale) or "", "fashion_mnist", n_tasks=n["split"],
+                         train_per_task=1000 if quick else 100,
+                         test_per_task=None if quick else 200, quick=True, **split),
+            BenchmarkDef(bench_name("perm_mnist", scale) or "", "fashion_mnist", "permuted", n["perm"],
+                         "domain_incremental", shared_subset=1000 if quick else 100,
+                         val_fraction=0.05, identity_first=True, transform_seed="run",
+                         test_per_task=2000 if quick else 200, quick=True, data_seed=seed),
+            BenchmarkDef(bench_name("rot_mnist", scale) or "", "fashion_mnist", "rotated", n["rot"],
+                         "domain_incremental", train_per_task=500 if quick else 100,
+                         val_per_task=25 if quick else 5, test_per_task=1000 if quick else 200,
+                         test_draw="run", interpolation="cubic", transform_seed="run",
+                         quick=True, data_seed=seed),
+        ] if d.name]
+    return {d.name: d for d in defs}
+
+
+def alpha_beta(dataset: str, options: dict[str, Any]) -> tuple[float, float]:
+    alpha, beta = TABLE1[dataset]
+    return ((options.get("gmed.alpha") or {}).get(dataset, alpha),
+            (options.get("gmed.beta") or {}).get(dataset, beta))
+
+
+def model_spec(dataset: str, options: dict[str, Any]) -> dict[str, Any]:
+    if dataset in MNIST_LIKE:
+        return {"name": "mlp", "hidden": [400, 400], "init": "default"}
+    return {"name": "resnet18_reduced", "nf": options["model.nf"]}
+
+
+def hyperparams(spec: RunSpec, options: dict[str, Any]) -> dict[str, Any]:
+    """The resolved hyperparameters of one run (stored in its record; changes rerun it)."""
+    overrides = dict(spec.overrides)
+    dataset = dataset_of(spec.benchmark)
+    image = dataset not in MNIST_LIKE
+    method = spec.method
+    if method not in KNOWN_METHODS:
+        raise KeyError(f"gmed2021 has no method '{method}'; it has {', '.join(KNOWN_METHODS)}")
+    hp: dict[str, Any] = {
+        "paper": "gmed2021", "protocol_version": PROTOCOL_VERSION, "method": method,
+        "lr": LR["image" if image else "mnist"], "batch_size": 10,
+        "eval_every": 10**9,  # evaluate at task ends only (final accuracy, per-task log)
+        "eval_batch_size": 500 if image else 1000, "checkpoint_every": 500,
+        "model": model_spec(dataset, options), "memory": spec.memory,
+    }
+    if method in REPLAY_METHODS:
+        hp.update({"replay.batch_size": REPLAY_BATCH, "replay.iterations": ITERATIONS.get(dataset, 1),
+                   "er.loss": options["er.loss"]})
+    if method in ("mir", "mir_gmed"):
+        hp["mir.candidates"] = MIR_CANDIDATES.get(dataset, 50)
+    if method in ("er_gmed", "mir_gmed", "er_random_edit", "er_hindsight_edit"):
+        alpha, beta = alpha_beta(dataset, options)
+        if method == "er_random_edit":
+            alpha = (options.get("random_edit.alpha") or {}).get(dataset, alpha)
+        hp.update({"gmed.alpha": overrides.get("gmed.alpha", alpha),
+                   "gmed.clip": options["gmed.clip"],
+                   "gmed.edit_schedule": options["gmed.edit_schedule"],
+                   # the seed-0 style runs of Split MNIST keep unedited copies (Figs. 5-6)
+                   "gmed.log_edits": method == "er_gmed" and dataset == "split_mnist"})
+        if method != "er_random_edit":
+            hp.update({"gmed.beta": overrides.get("gmed.beta", beta),
+                       "gmed.reg_sign": options["gmed.reg_sign"],
+                       "gmed.edit_reduction": options["gmed.edit_reduction"]})
+    elif method == "agem":
+        hp["agem.reference_size"] = AGEM_REFERENCE
+    elif method == "gem":
+        hp.update(GEM)
+    elif method == "gss":
+        hp["gss.compare"] = GSS_COMPARE
+    elif method == "bgd":
+        hp.update(BGD)
+    elif method == "hal":
+        hp.update({**HAL, "replay.batch_size": REPLAY_BATCH})
+    elif method == "iid":
+        hp["iid.eval"] = "final"
+    if overrides.get("tune"):  # §4.7: first three tasks, up to max_epochs, validation sets
+        hp.update({"tasks_limit": 3, "eval_split": "val", "early_stopping": True})
+    return hp
+
+
+def resources(spec: RunSpec) -> dict[str, Any]:
+    dataset = dataset_of(spec.benchmark)
+    full = scale_of(spec.benchmark) == "full"
+    if dataset in MNIST_LIKE:
+        heavy = spec.method in ("gem", "gss", "hal", "bgd") or spec.epochs > 1
+        return {"gpu": False, "threads": 1, "mem_mb": 3000 if full else 2000,
+                "runtime": (30 if heavy else 10) if full else 15}
+    mini = dataset == "split_miniimagenet"
+    return {"gpu": True, "threads": 2, "mem_mb": 24000 if mini else 8000,
+            "runtime": (480 if mini else 120) * (2 if spec.epochs > 1 else 1)}
