@@ -58,7 +58,9 @@ class Pages:
                       va="top", family="DejaVu Sans", linespacing=1.3)
         self.y -= height
 
-    def table(self, rows: list[dict[str, Any]], title: str = "", size: float = 7.5) -> None:
+    def table(self, rows: list[dict[str, Any]], title: str = "", size: float = 7.5,
+              colour: dict[str, str] | None = None) -> None:
+        """colour: cell text -> colour, applied to every cell with exactly that text."""
         if not rows:
             return
         cols = list(rows[0])
@@ -86,6 +88,8 @@ class Pages:
                 if r == 0:
                     cell.set_facecolor("#e8eef6")
                     cell.set_text_props(weight="bold")
+                elif colour and cell.get_text().get_text() in colour:
+                    cell.set_text_props(color=colour[cell.get_text().get_text()], weight="bold")
             self.y -= row_h * (len(chunk) + 1) + 0.012
 
     def image(self, path: Path, max_height: float = 0.5) -> None:
@@ -147,10 +151,24 @@ def build_report(claim_files: list[Path], out: Path, title: str = "clrepro repro
         pages.text(f"Run records read: {runs_total} (shared runs counted per artifact); "
                    f"{len(problems)} unusable: "
                    + (", ".join(sorted({p['status'] for p in problems})) or "none"), size=9)
-        pages.table(overview, "Verdicts")
-        for s in summaries:
-            _artifact_pages(pages, s)
+        pages.table(overview, "Verdicts", colour=COLOURS)
+        for paper in dict.fromkeys(s["paper"] for s in summaries):
+            group = [s for s in summaries if s["paper"] == paper]
+            _paper_page(pages, group)
+            for s in group:
+                _artifact_pages(pages, s)
         pages.flush()
+
+
+def _paper_page(pages: Pages, group: list[dict[str, Any]]) -> None:
+    pages.page_break()
+    first = group[0]
+    pages.text(f"{first['paper_title']} ({first['paper']})", size=17, weight="bold", gap=0.012)
+    claims = [c for s in group for c in s["claims"]]
+    counts = ", ".join(f"{sum(c['status'] == k for c in claims)} {k}" for k in COLOURS)
+    pages.text(f"{len(group)} artifacts; claims: {counts}", size=10, gap=0.01)
+    pages.table([{"artifact": s["artifact"], "title": s["title"],
+                  "runs usable": f"{s['runs']['ok']}/{s['runs']['total']}"} for s in group])
 
 
 def _artifact_pages(pages: Pages, s: dict[str, Any]) -> None:
@@ -162,7 +180,7 @@ def _artifact_pages(pages: Pages, s: dict[str, Any]) -> None:
     if s["kind"] == "figure":
         png = next(Path(f) for f in s["files"] if f.endswith(".png"))
         if png.is_file():
-            pages.image(png, max_height=0.48)
+            pages.image(png, max_height=0.42)
     pages.table(s["display"] or [], "Ours")
     if s["paper_table"]:
         pages.table(s["paper_table"], "Paper")
