@@ -30,6 +30,23 @@ class ChecksumError(ValueError):
     """A dataset file does not match its published checksum."""
 
 
+def _download(tv_cls, settings: DataSettings) -> str | None:
+    """Let torchvision fetch (and verify) a dataset; the reason if it could not."""
+    try:
+        tv_cls(root=str(settings.dir), train=True, download=True)
+    except Exception as exc:  # offline machines raise URLError/RuntimeError here
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _missing(message: str, settings: DataSettings, download_error: str | None) -> MissingDataError:
+    if download_error:
+        message += f", or retry with network access (download failed: {download_error})"
+    elif not settings.download:
+        message += ", or allow downloads with --config data='{download: true}'"
+    return MissingDataError(message + ".")
+
+
 # ----------------------------------------------------------------------------- IDX (MNIST)
 
 _IDX_PARTS = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
@@ -81,25 +98,18 @@ def _load_idx_source(name: str, tv_name: str, settings: DataSettings, mirrors: t
     download_error = None
     found = _search_idx(candidates)
     if found is None and settings.download:
-        try:
-            tv_cls(root=str(settings.dir), train=True, download=True)
-            found = _search_idx([tv_raw])
-        except Exception as exc:  # offline machines raise URLError/RuntimeError here
-            download_error = f"{type(exc).__name__}: {exc}"
+        download_error = _download(tv_cls, settings)
+        found = _search_idx([tv_raw])
     if found is None:
         files = ", ".join(f"{stem}.gz" for stem in _IDX_PARTS.values())
         where = "\n".join(f"  - {c}" for c in candidates)
         hint = ("`apt-get install dataset-fashion-mnist` provides them under "
                 "/usr/share/datasets/fashion-mnist, or " if name == "fashion_mnist" else "")
-        msg = (f"Dataset '{name}' not found. Needed files: {files} (plain or .gz).\n"
-               f"Searched:\n{where}\n"
-               f"Fix: {hint}copy the four files into {settings.dir / name} "
-               f"(or point data.dir at a directory holding a '{name}' folder)")
-        if download_error:
-            msg += f", or retry with network access (download failed: {download_error})"
-        elif not settings.download:
-            msg += ", or allow downloads with --config data='{download: true}'"
-        raise MissingDataError(msg + ".")
+        raise _missing(f"Dataset '{name}' not found. Needed files: {files} (plain or .gz).\n"
+                       f"Searched:\n{where}\n"
+                       f"Fix: {hint}copy the four files into {settings.dir / name} "
+                       f"(or point data.dir at a directory holding a '{name}' folder)",
+                       settings, download_error)
     directory, paths = found
     if settings.verify_checksums:
         for stem, path in paths.items():
@@ -144,19 +154,12 @@ def _load_cifar(name: str, tv_name: str, label_key: str, n_classes: int,
     missing = [f for f, _ in parts if not (folder / f).is_file()]
     download_error = None
     if missing and settings.download:
-        try:
-            tv_cls(root=str(settings.dir), train=True, download=True)  # verifies the tarball md5
-            missing = [f for f, _ in parts if not (folder / f).is_file()]
-        except Exception as exc:
-            download_error = f"{type(exc).__name__}: {exc}"
+        download_error = _download(tv_cls, settings)  # torchvision verifies the tarball's md5
+        missing = [f for f, _ in parts if not (folder / f).is_file()]
     if missing:
-        msg = (f"Dataset '{name}' not found: missing {', '.join(missing)} in {folder}.\n"
-               f"Fix: extract {tv_cls.filename} ({tv_cls.url}) into {settings.dir}")
-        if download_error:
-            msg += f", or retry with network access (download failed: {download_error})"
-        elif not settings.download:
-            msg += ", or allow downloads with --config data='{download: true}'"
-        raise MissingDataError(msg + ".")
+        raise _missing(f"Dataset '{name}' not found: missing {', '.join(missing)} in {folder}.\n"
+                       f"Fix: extract {tv_cls.filename} ({tv_cls.url}) into {settings.dir}",
+                       settings, download_error)
     if settings.verify_checksums:
         for fname, md5 in parts:
             if _md5(folder / fname) != md5:

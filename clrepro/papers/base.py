@@ -34,6 +34,16 @@ def lazy(ref: str) -> Callable:
     return call
 
 
+def claim_in(package: str, cid: str, text: str) -> "Claim":
+    """A claim whose check is `<package>.claims:<cid lowercased>`, imported when run."""
+    return Claim(cid, text, lazy(f"{package}.claims:{cid.lower()}"))
+
+
+def render_in(package: str, name: str) -> Callable:
+    """A render function `<package>.artifacts:<name>`, imported when run."""
+    return lazy(f"{package}.artifacts:{name}")
+
+
 @dataclass
 class Verdict:
     status: str

@@ -1,13 +1,12 @@
 """GEM — Lopez-Paz & Ranzato, "Gradient Episodic Memory for Continual Learning", NIPS 2017."""
 
-from clrepro.papers.base import Artifact, Claim, Paper, lazy
+from functools import partial
+
+from clrepro.papers.base import Artifact, Paper, claim_in, render_in
 from clrepro.papers.gem2017 import protocol, runs
 
-_HERE = "clrepro.papers.gem2017"
-
-
-def _claim(cid: str, text: str) -> Claim:
-    return Claim(cid, text, lazy(f"{_HERE}.claims:{cid.lower()}"))
+_claim = partial(claim_in, __name__)
+_render = partial(render_in, __name__)
 
 
 CLAIMS = {c.id: c for c in [
@@ -31,10 +30,6 @@ CLAIMS = {c.id: c for c in [
                   "at 5 epochs both reach the same ACC."),
     _claim("C11", "The CIFAR-100 network has p = 1,109,240 parameters."),
 ]}
-
-
-def _render(name: str):
-    return lazy(f"{_HERE}.artifacts:{name}")
 
 
 ARTIFACTS = [

@@ -1,17 +1,12 @@
 """GMED — Jin, Du, Ren, "Gradient Based Memory Editing for Task-Free Continual Learning"."""
 
-from clrepro.papers.base import Artifact, Claim, Paper, lazy
+from functools import partial
+
+from clrepro.papers.base import Artifact, Paper, claim_in, render_in
 from clrepro.papers.gmed2021 import protocol, runs
 
-_HERE = "clrepro.papers.gmed2021"
-
-
-def _claim(cid: str, text: str) -> Claim:
-    return Claim(cid, text, lazy(f"{_HERE}.claims:{cid.lower()}"))
-
-
-def _render(name: str):
-    return lazy(f"{_HERE}.artifacts:{name}")
+_claim = partial(claim_in, __name__)
+_render = partial(render_in, __name__)
 
 
 CLAIMS = {c.id: c for c in [
