@@ -138,14 +138,19 @@ def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], se
              "train_s": 0.0, "eval_s": 0.0, "status": "ok", "resumed": 0, "best": -1.0}
     if checkpoint is not None and checkpoint.is_file():
         state = _resume(checkpoint, hp_hash, method, state)
+    t_run = time.perf_counter()
+    eval_before = state["eval_s"]  # evaluation time of the runs before a resume
+
+    def save() -> None:
+        state["eval_s"] = eval_before + evaluate.seconds
+        _save(checkpoint, hp_hash, method, state)
+
     if state["b"] is None:
         state["b"] = evaluate(method)
         state["curve"].append((0.0, 0, state["b"]))
 
     progress = Progress(sum(n_batches), desc)
     progress.update(state["global"])
-    eval_base = evaluate.seconds
-    t_run = time.perf_counter()
 
     def curve_point(p: int, j: int) -> list[float]:
         accs = evaluate(method)
@@ -190,7 +195,7 @@ def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], se
             if checkpoint is not None and checkpoint_every and state["global"] % checkpoint_every == 0:
                 _sync(device)
                 state["train_s"] += time.perf_counter() - tick
-                _save(checkpoint, hp_hash, method, state)
+                save()
                 tick = time.perf_counter()
         if state["status"] != "ok":
             break
@@ -218,9 +223,9 @@ def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], se
             log.info("%s: task %d/%d done, mean accuracy on seen tasks %.3f", desc,
                      phase.task + 1, bench.n_tasks, sum(seen) / len(seen))
         if checkpoint is not None:
-            _save(checkpoint, hp_hash, method, state)
+            save()
     progress.close()
-    state["eval_s"] += evaluate.seconds - eval_base
+    state["eval_s"] = eval_before + evaluate.seconds
     if state["status"] == "diverged":
         log.warning("%s diverged (non-finite parameters or accuracy) after %d batches", desc,
                     state["global"])
