@@ -24,11 +24,14 @@ def _logged(snakemake: Any, body: Callable[[], None]) -> None:
                             format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
         try:
             body()
-        except BaseException as exc:
+        except Exception as exc:
             traceback.print_exc(file=fh)
-            # the cause on the console too, not only in the log file
-            print(f"clrepro: {type(exc).__name__}: {exc}\n(full log: {log_path})", file=sys.__stderr__)
-            raise
+            failure = exc
+        else:
+            return
+    # the cause on the console, the traceback in the log; no second traceback on the console
+    print(f"clrepro: {type(failure).__name__}: {failure}\n(full log: {log_path})", file=sys.__stderr__)
+    raise SystemExit(1)
 
 
 def _config(snakemake: Any) -> dict[str, Any]:
