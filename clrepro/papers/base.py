@@ -116,6 +116,15 @@ class Paper:
     option_defaults: dict[str, Any]
     variant_keys: tuple[str, ...] = ()  # run-level overrides besides options (e.g. a grid cell)
 
+    @classmethod
+    def from_protocol(cls, key: str, title: str, citation: str, protocol: Any,
+                      artifacts: list[Artifact]) -> "Paper":
+        """A paper whose protocol module defines PROTOCOL_VERSION, OPTION_DEFAULTS,
+        benchmarks(), hyperparams(), resources() and optionally VARIANT_KEYS."""
+        return cls(key, title, citation, protocol.PROTOCOL_VERSION, protocol.benchmarks,
+                   protocol.hyperparams, protocol.resources, artifacts, protocol.OPTION_DEFAULTS,
+                   getattr(protocol, "VARIANT_KEYS", ()))
+
     def artifact(self, artifact_id: str) -> Artifact:
         for a in self.artifacts:
             if a.id == artifact_id:

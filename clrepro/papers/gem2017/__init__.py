@@ -54,14 +54,5 @@ ARTIFACTS = [
              runs.table3, _render("render_table3"), [CLAIMS[c] for c in ("C8", "C9", "C10")]),
 ]
 
-PAPER = Paper(
-    key="gem2017",
-    title="Gradient Episodic Memory for Continual Learning",
-    citation="D. Lopez-Paz and M. Ranzato. NIPS 2017.",
-    protocol_version=protocol.PROTOCOL_VERSION,
-    benchmarks=protocol.benchmarks,
-    hyperparams=protocol.hyperparams,
-    resources=protocol.resources,
-    artifacts=ARTIFACTS,
-    option_defaults=protocol.OPTION_DEFAULTS,
-)
+PAPER = Paper.from_protocol("gem2017", "Gradient Episodic Memory for Continual Learning",
+                           "D. Lopez-Paz and M. Ranzato. NIPS 2017.", protocol, ARTIFACTS)

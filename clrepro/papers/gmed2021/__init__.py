@@ -60,15 +60,5 @@ ARTIFACTS = [
              "by label.", runs.edit_log, _render("render_fig6"), [CLAIMS["C13"]]),
 ]
 
-PAPER = Paper(
-    key="gmed2021",
-    title="Gradient Based Memory Editing for Task-Free Continual Learning",
-    citation="X. Jin, J. Du, X. Ren. 2021 (pre-NeurIPS version).",
-    protocol_version=protocol.PROTOCOL_VERSION,
-    benchmarks=protocol.benchmarks,
-    hyperparams=protocol.hyperparams,
-    resources=protocol.resources,
-    artifacts=ARTIFACTS,
-    option_defaults=protocol.OPTION_DEFAULTS,
-    variant_keys=protocol.VARIANT_KEYS,
-)
+PAPER = Paper.from_protocol("gmed2021", "Gradient Based Memory Editing for Task-Free Continual Learning",
+                           "X. Jin, J. Du, X. Ren. 2021 (pre-NeurIPS version).", protocol, ARTIFACTS)
