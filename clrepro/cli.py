@@ -1,7 +1,8 @@
 """Command line: `clrepro run|plan|render|report|data` (also `python -m clrepro`).
 
-Inside the workflow every command gets its job description as JSON from the plan
-(`--job`/`--config-json`); by hand, the same commands resolve it from a config file.
+By hand, every command resolves what to do from a config file (the workflow calls the same
+functions through workflow/scripts). `clrepro run --job` takes a complete job description
+as JSON instead, for running one job outside any configuration.
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ class UsageError(Exception):
 def _config_from_args(args) -> dict[str, Any]:
     from clrepro import config as cfg
 
-    if getattr(args, "config_json", None):
-        return cfg.validate(json.loads(args.config_json))
     overrides = {}
     for item in args.set or []:
         key, _, value = item.partition("=")
@@ -72,24 +71,14 @@ def cmd_run(args) -> int:
 
 def cmd_data(args) -> int:
     from clrepro.data import store
-    from clrepro.data.definitions import BenchmarkDef
-    from clrepro.data.definitions import DataSettings
 
-    if args.job:
-        desc = json.loads(args.job)
-        defn = BenchmarkDef.from_dict(desc["benchmark"])
-        settings = DataSettings.from_config(desc["data"])
-        targets = [(defn, Path(args.out))]
-    else:
-        p = _plan(args)
-        names = args.benchmarks or sorted(p.benchmarks)
-        unknown = [n for n in names if n not in p.benchmarks]
-        if unknown:
-            raise UsageError(f"unknown benchmark(s) {', '.join(unknown)}; this plan has "
-                             f"{', '.join(sorted(p.benchmarks))}")
-        settings = p.data
-        targets = [(p.benchmarks[n], p.benchmark_path(n)) for n in names]
-    for defn, out in targets:
+    p = _plan(args)
+    names = args.benchmarks or sorted(p.benchmarks)
+    unknown = [n for n in names if n not in p.benchmarks]
+    if unknown:
+        raise UsageError(f"unknown benchmark(s) {', '.join(unknown)}; this plan has "
+                         f"{', '.join(sorted(p.benchmarks))}")
+    for defn, out in [(p.benchmarks[n], p.benchmark_path(n)) for n in names]:
         if args.check:
             try:
                 store.load(defn, out)
@@ -97,7 +86,7 @@ def cmd_data(args) -> int:
             except store.StaleCacheError as exc:
                 print(f"rebuild  {defn.name}  ({exc})")
             continue
-        store.build(defn, settings, out)
+        store.build(defn, p.data, out)
     return 0
 
 
@@ -135,7 +124,6 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--configfile", default="config.yaml", help="workflow config (default: config.yaml)")
         p.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override a top-level config key (YAML value), e.g. --set scale=smoke")
-        p.add_argument("--config-json", help=argparse.SUPPRESS)
         return p
 
     p = with_config(sub.add_parser("plan", help="show what the config asks for"))
@@ -144,7 +132,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = with_config(sub.add_parser("run", help="train one run and write its record"))
     p.add_argument("out", help="results/runs/<benchmark>/<method>/<setting>/s<seed>.json")
-    p.add_argument("--job", help="job description JSON (the workflow passes this)")
+    p.add_argument("--job", help="a complete job description as JSON (instead of the config)")
     p.add_argument("--data", help="prepared benchmark tensors (.pt)")
     p.add_argument("--device", help="auto | cpu | cuda[:i]")
     p.add_argument("--threads", type=int, default=1)
@@ -152,8 +140,6 @@ def parser() -> argparse.ArgumentParser:
 
     p = with_config(sub.add_parser("data", help="prepare (or --check) benchmark tensors"))
     p.add_argument("benchmarks", nargs="*", help="benchmark names (default: all in the plan)")
-    p.add_argument("--job", help=argparse.SUPPRESS)
-    p.add_argument("--out", help=argparse.SUPPRESS)
     p.add_argument("--check", action="store_true", help="verify caches instead of building")
     p.set_defaults(func=cmd_data)
 

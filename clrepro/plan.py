@@ -78,9 +78,6 @@ class Plan:
     def benchmark_path(self, name: str) -> Path:
         return self.root / "data" / f"{name}.pt"
 
-    def log_path(self, *parts: str) -> Path:
-        return self.root / "logs" / Path(*parts)
-
     @property
     def report_path(self) -> Path:
         return self.root / "report.pdf"
@@ -191,7 +188,3 @@ def _add_run(plan: Plan, paper: Paper, options: dict, benchmarks: dict, spec: Ru
     plan.benchmarks[spec.benchmark] = benchmarks[spec.benchmark]
     plan.runs[key] = RunJob(spec, paper.key, paper.hyperparams(spec, options),
                             benchmarks[spec.benchmark], paper.resources(spec))
-
-
-def from_file(path: str | Path | None = "config.yaml", overrides: dict | None = None) -> Plan:
-    return build(cfg.load(path, overrides))
