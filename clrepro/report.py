@@ -181,7 +181,13 @@ def _artifact_pages(pages: Pages, s: dict[str, Any]) -> None:
         png = next(Path(f) for f in s["files"] if f.endswith(".png"))
         if png.is_file():
             pages.image(png, max_height=0.42)
-    pages.table(s["display"] or [], "Ours")
+    shown = s["display"] or []
+    if s["kind"] == "figure" and len(shown) > ROWS_PER_PAGE:  # plotted points: the CSV has them all
+        pages.table(shown[:ROWS_PER_PAGE], "Ours")
+        data = next((f for f in s["files"] if f.endswith(".csv")), "the figure's CSV")
+        pages.text(f"… {len(shown) - ROWS_PER_PAGE} more rows in {data}", size=8, color="0.3")
+    else:
+        pages.table(shown, "Ours")
     if s["paper_table"]:
         pages.table(s["paper_table"], "Paper")
     for note in s["notes"]:

@@ -299,4 +299,6 @@ def render_fig6(ctx: Context) -> Rendered:
     ax.set_title(f"t-SNE of edit vectors Δx (GMED Fig. 6)\nsilhouette {stats['silhouette']:.2f}, "
                  f"5-NN accuracy {stats['knn_accuracy']:.2f} (chance {stats['chance']:.2f})",
                  fontsize=9)
-    return Rendered(table=points.assign(**stats), figure=fig)
+    per_label = points.groupby("label").size().rename("edited examples").reset_index()
+    summary = per_label.assign(**{k: round(v, 3) for k, v in stats.items()})
+    return Rendered(table=points.assign(**stats), figure=fig, display=summary)
