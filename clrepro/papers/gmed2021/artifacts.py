@@ -54,6 +54,13 @@ def significance(df: pd.DataFrame, treated: str, dataset: str, **where):
 
 # ----------------------------------------------------------------------------- tables
 
+def _paper_stars(paper, row: str, dataset: str) -> str:
+    """The paper's significance marks; only Table 2 prints them."""
+    if paper is not N.table2:
+        return ""
+    return N.TABLE2_STARS.get(row, [""] * len(N.DATASETS))[N.DATASETS.index(dataset)]
+
+
 def _results_table(ctx: Context, rows: list[str], paper) -> Rendered:
     df = frame(ctx)
     ds = [d for d in N.DATASETS if d in set(df["dataset"])]
@@ -74,8 +81,7 @@ def _results_table(ctx: Context, rows: list[str], paper) -> Rendered:
                 "method": row, "dataset": d, "mean": mean, "sd": sd, "n": n,
                 "p_value": test.p if test else None, "stars": test.stars if test else "",
                 "paper_mean": ref[0] if ref else None, "paper_sd": ref[1] if ref else None,
-                "paper_stars": N.TABLE2_STARS.get(row, [""] * 5)[N.DATASETS.index(d)]
-                if paper is N.table2 else "",
+                "paper_stars": _paper_stars(paper, row, d),
                 "match": (N.matches(mean, ref) if ref and n and not ctx.quick else None),
                 "unusable": note})
             drow[R.dataset_title(d, ctx.scale)] = _shown(mean, sd, n, note, test.stars if test else "")
@@ -85,8 +91,8 @@ def _results_table(ctx: Context, rows: list[str], paper) -> Rendered:
         prow = {"method": R.TITLES[row]}
         for d in N.DATASETS:
             ref = paper(row, d)
-            star = N.TABLE2_STARS.get(row, [""] * 5)[N.DATASETS.index(d)] if paper is N.table2 else ""
-            prow[R.DATASET_TITLES[d]] = f"{ref[0]:.2f}{star} ± {ref[1]}" if ref else "–"
+            prow[R.DATASET_TITLES[d]] = (f"{ref[0]:.2f}{_paper_stars(paper, row, d)} ± {ref[1]}"
+                                         if ref else "–")
         paper_rows.append(prow)
     table = pd.DataFrame(records)
     notes = ["Final accuracy (%) over all tasks' test sets, mean ± sd over seeds. * / ** : "
