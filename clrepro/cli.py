@@ -1,4 +1,4 @@
-"""Command line: `clrepro run|plan|render|report|data` (also `python -m clrepro`).
+"""Command line: `clrepro run|plan|render|report|data|verify` (also `python -m clrepro`).
 
 By hand, every command resolves what to do from a config file (the workflow calls the same
 functions through workflow/scripts). `clrepro run --job` takes a complete job description
@@ -115,6 +115,24 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    from clrepro import verify
+
+    p = _plan(args)
+    if any(p.config["options"].values()) or p.config["seeds"]:
+        log.warning("options or seeds differ from the preset: the committed verdicts were made "
+                    "with the defaults, so differences may be expected")
+    if args.update:
+        for path in verify.update(p):
+            log.info("wrote %s", path)
+        return 0
+    result = verify.compare(p)
+    print(result.report(), end="")
+    if result.missing_tables and not result.rows:
+        raise UsageError(f"no committed verdicts for scale {p.scale} (only the quick preset has them)")
+    return 1 if result.changed or result.unrendered else 0
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="clrepro", description=__doc__.splitlines()[0])
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -146,6 +164,11 @@ def parser() -> argparse.ArgumentParser:
     p = with_config(sub.add_parser("render", help="render artifacts (tables, figures, verdicts)"))
     p.add_argument("artifacts", nargs="*", help="artifact IDs (default: all planned)")
     p.set_defaults(func=cmd_render)
+
+    p = with_config(sub.add_parser("verify", help="compare the verdicts with the committed ones"))
+    p.add_argument("--update", action="store_true",
+                   help="write the current verdicts as the expected ones (after a deliberate change)")
+    p.set_defaults(func=cmd_verify)
 
     p = with_config(sub.add_parser("report", help="assemble the report PDF"))
     p.add_argument("--out", help="default: <results>/report.pdf")

@@ -66,3 +66,12 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
     for key, value in (overrides or {}).items():
         config[key] = value
     return validate(config)
+
+
+def seeds_for(config: dict[str, Any], paper: str) -> list[int] | None:
+    """The seeds the (validated) config asks for a paper: a count n means 0..n-1; None when
+    the paper keeps its own seeds for the scale."""
+    chosen = config.get("seeds", {}).get(paper)
+    if chosen is None:
+        return None
+    return list(range(chosen)) if isinstance(chosen, int) else sorted(chosen)

@@ -23,6 +23,7 @@ from clrepro.provenance import provenance
 from clrepro.results import RECORD_VERSION, write_record
 from clrepro.spec import RunSpec
 from clrepro.train import train_run
+from clrepro.tuning import resolve as resolve_tuned
 
 log = logging.getLogger("clrepro")
 
@@ -46,7 +47,9 @@ def run_job(desc: dict[str, Any], out: str | Path, prepared: str | Path, device:
     spec = RunSpec.from_dict(desc["spec"])
     if RunSpec.from_path(out) != spec:
         raise ValueError(f"output {out} does not name the run {spec}")
-    hp = desc["hp"]
+    hp, tuned = resolve_tuned(desc["hp"], out.parents[4])
+    if tuned:
+        log.info("tuned hyperparameters: %s", {k: v["value"] for k, v in tuned.items()})
     defn = BenchmarkDef.from_dict(desc["benchmark"])
     settings = DataSettings.from_config(desc["data"])
     torch.set_num_threads(threads)
@@ -77,9 +80,10 @@ def run_job(desc: dict[str, Any], out: str | Path, prepared: str | Path, device:
         "run": {**spec.to_dict(), "path": str(out), "label": spec.label},
         "paper": desc["paper"],
         "status": measured.pop("status"),
-        "hp": hp,
-        "hp_hash": stable_hash(hp),
-        "protocol_hash": protocol_hash(hp, desc["benchmark"]),
+        "hp": desc["hp"],  # the protocol as planned (tuned values are markers there)
+        "hp_hash": stable_hash(desc["hp"]),
+        "protocol_hash": protocol_hash(desc["hp"], desc["benchmark"]),
+        "tuned": tuned,  # how each tuned hyperparameter was chosen, and its value
         "benchmark": bench.manifest(),
         "metrics": summary,
         **measured,

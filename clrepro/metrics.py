@@ -44,6 +44,13 @@ def fwt(r: np.ndarray, b: np.ndarray, transfer_norm: str = "paper") -> float:
     return float(sum(r[i - 1, i] - b[i] for i in range(1, t)) / _norm(t, transfer_norm))
 
 
+def learning_accuracy(r: np.ndarray) -> float:
+    """Mean accuracy on each task right after learning it, 1/T sum_i R[i, i]: how well the
+    learner fits the task at hand (the regime a stand-in must show before forgetting claims)."""
+    r = np.asarray(r, dtype=float)
+    return float(np.mean(np.diag(r)))
+
+
 def weighted_final_accuracy(r: np.ndarray, test_sizes: list[int]) -> float:
     """GMED's final accuracy: correct / total over the union of all tasks' test sets."""
     r = np.asarray(r, dtype=float)
@@ -53,4 +60,5 @@ def weighted_final_accuracy(r: np.ndarray, test_sizes: list[int]) -> float:
 
 def summary(r, b, test_sizes, transfer_norm: str = "paper") -> dict[str, float]:
     return {"acc": acc(r), "bwt": bwt(r, transfer_norm), "fwt": fwt(r, b, transfer_norm),
+            "learning_acc": learning_accuracy(r),
             "final_acc_weighted": weighted_final_accuracy(r, test_sizes)}

@@ -14,9 +14,11 @@ from clrepro import config as cfg
 from clrepro.data.definitions import BenchmarkDef
 from clrepro.data.definitions import DataSettings
 from clrepro.fsutil import stable_hash
+from clrepro.methods import catalog
 from clrepro.papers import get_paper
 from clrepro.papers.base import Artifact, Paper
 from clrepro.spec import RunSpec
+from clrepro.tuning import needed_runs
 
 TABLE_SUFFIXES = (".csv", ".md", ".tex")
 
@@ -43,6 +45,11 @@ class RunJob:
     def description(self, data: DataSettings) -> dict[str, Any]:
         """Everything a training job needs: the protocol plus where to find data."""
         return {**self.protocol(), "data": data.to_dict(), "gpu": self.resources["gpu"]}
+
+    @property
+    def needs(self) -> list[RunSpec]:
+        """Runs whose records choose some of this run's hyperparameters (tuning grids)."""
+        return needed_runs(self.hp)
 
     @property
     def protocol_hash(self) -> str:
@@ -88,6 +95,15 @@ class Plan:
             return self.runs[key]
         spec = RunSpec.from_path(path)
         planned = [job.spec for job in self.runs.values()]
+        sibling = next((j for j in self.runs.values() if (j.spec.benchmark, j.spec.method,
+                        j.spec.setting) == (spec.benchmark, spec.method, spec.setting)), None)
+        if sibling is not None and str(spec.path(self.root)) == key:
+            # another seed of a planned configuration: the user's choice, same protocol
+            paper = get_paper(sibling.paper)
+            job = RunJob(spec, sibling.paper, paper.hyperparams(spec, self.options[sibling.paper]),
+                         sibling.benchmark, paper.resources(spec))
+            self.runs[key] = job
+            return job
         if spec.benchmark not in self.benchmarks:
             hint = f"planned benchmarks: {', '.join(sorted(self.benchmarks))}"
         elif spec.method not in {s.method for s in planned if s.benchmark == spec.benchmark}:
@@ -160,7 +176,7 @@ def build(config: dict[str, Any]) -> Plan:
             known.append(artifact.id)
             if wanted != "all" and artifact.id not in wanted:
                 continue
-            specs = artifact.runs(plan.scale)
+            specs = artifact.runs(plan.scale, cfg.seeds_for(config, key))
             for spec in specs:
                 _add_run(plan, paper, options, benchmarks, spec)
             plan.artifacts[artifact.id] = ArtifactJob(
@@ -185,6 +201,13 @@ def _add_run(plan: Plan, paper: Paper, options: dict, benchmarks: dict, spec: Ru
                if k not in paper.option_defaults and k not in paper.variant_keys]
     if unknown:
         raise cfg.ConfigError(f"{paper.key}: unknown option override(s) {', '.join(unknown)}")
+    hp = paper.hyperparams(spec, options)
+    try:
+        catalog.check(spec.method, hp)
+    except catalog.UndeclaredHyperparameter as exc:
+        raise cfg.ConfigError(f"{paper.key}, run {spec.path(plan.root)}: {exc}") from None
     plan.benchmarks[spec.benchmark] = benchmarks[spec.benchmark]
-    plan.runs[key] = RunJob(spec, paper.key, paper.hyperparams(spec, options),
-                            benchmarks[spec.benchmark], paper.resources(spec))
+    job = plan.runs[key] = RunJob(spec, paper.key, hp, benchmarks[spec.benchmark],
+                                  paper.resources(spec))
+    for needed in job.needs:  # e.g. the tuning grid a hyperparameter is chosen from
+        _add_run(plan, paper, options, benchmarks, needed)

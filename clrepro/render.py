@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import traceback
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -14,7 +13,7 @@ from clrepro.analysis.plots import save_figure
 from clrepro.analysis.tables import to_markdown, write_table
 from clrepro.fsutil import write_json, write_text
 from clrepro.papers import get_paper
-from clrepro.papers.base import INCONCLUSIVE, Context, Verdict
+from clrepro.papers.base import Context
 from clrepro.plan import Plan
 
 log = logging.getLogger("clrepro")
@@ -55,14 +54,12 @@ def render_artifact(plan: Plan, artifact_id: str) -> dict[str, Any]:
 
     claims = []
     for claim in art.claims:
-        try:
-            verdict = claim.check(ctx)
-        except Exception as exc:  # a broken check must not hide the other verdicts
-            log.error("claim %s of %s failed to evaluate:\n%s", claim.id, art.id,
-                      traceback.format_exc())
-            verdict = Verdict(INCONCLUSIVE, f"check raised {type(exc).__name__}: {exc}")
+        # Missing, corrupt or diverged runs make a verdict inconclusive inside the check; an
+        # exception is a bug in the check and fails the job with its traceback.
+        verdict = claim.check(ctx)
         claims.append({"id": f"{job.paper}.{claim.id}", "text": claim.text,
-                       "status": verdict.status, "detail": verdict.detail})
+                       "status": verdict.status, "detail": verdict.detail, "rule": verdict.rule,
+                       "evidence": verdict.evidence, "preconditions": verdict.preconditions})
         log.info("%s %s: %s — %s", art.id, claim.id, verdict.status, verdict.detail)
     problems = runs.problems()
     summary = {
@@ -82,7 +79,8 @@ def render_artifact(plan: Plan, artifact_id: str) -> dict[str, Any]:
         if rendered.paper_table is not None:
             extra += ["", "Paper:", "", to_markdown(rendered.paper_table)]
         extra += [f"- {n}" for n in rendered.notes]
-        extra += [f"- **{c['id']}** ({c['status']}): {c['text']} — {c['detail']}" for c in claims]
+        extra += [f"- **{c['id']}** ({c['status']}): {c['text']}\n  "
+                  + c["detail"].replace("\n", "\n  ") for c in claims]
         write_text(outputs[".md"], outputs[".md"].read_text() + "\n".join(extra) + "\n")
     return summary
 

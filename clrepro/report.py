@@ -142,7 +142,8 @@ def build_report(claim_files: list[Path], out: Path, title: str = "clrepro repro
             f"runs made at commit(s) {', '.join(run_commits) or '–'} on {', '.join(devices) or '–'}.\n"
             + "Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()), size=9, gap=0.02)
         overview = [{"artifact": s["artifact"], "claim": c["id"], "verdict": c["status"],
-                     "statement": c["text"]} for s in summaries for c in s["claims"]]
+                     "seeds": _seeds(c), "rule": c.get("rule", ""), "statement": c["text"]}
+                    for s in summaries for c in s["claims"]]
         counts = {k: sum(1 for o in overview if o["verdict"] == k) for k in COLOURS}
         pages.text("Claims: " + ", ".join(f"{n} {k}" for k, n in counts.items()), size=11,
                    weight="bold")
@@ -158,6 +159,12 @@ def build_report(claim_files: list[Path], out: Path, title: str = "clrepro repro
             for s in group:
                 _artifact_pages(pages, s)
         pages.flush()
+
+
+def _seeds(claim: dict[str, Any]) -> str:
+    """The seed counts the claim's comparisons rest on ('3', '2-5', or '–')."""
+    ns = sorted({e["n"] for e in claim.get("evidence") or [] if e.get("n")})
+    return "–" if not ns else (str(ns[0]) if len(ns) == 1 else f"{ns[0]}-{ns[-1]}")
 
 
 def _paper_page(pages: Pages, group: list[dict[str, Any]]) -> None:
@@ -195,6 +202,32 @@ def _artifact_pages(pages: Pages, s: dict[str, Any]) -> None:
     for p in s["runs"]["problems"]:
         pages.text(f"Unusable run: {p['path']} ({p['status']})", size=8, color=COLOURS[FAILS])
     for c in s["claims"]:
-        pages.text(f"{c['id']} — {c['status'].upper()}", size=9.5, weight="bold",
-                   color=COLOURS[c["status"]], gap=0.002)
-        pages.text(f"{c['text']}\n{c['detail']}", size=8.5, gap=0.01)
+        pages.text(f"{c['id']} — {c['status'].upper()}" + (f"  (rule: {c['rule']})" if c.get("rule") else ""),
+                   size=9.5, weight="bold", color=COLOURS[c["status"]], gap=0.002)
+        pages.text(c["text"], size=8.5, gap=0.004)
+        rows = evidence_rows(c)
+        if rows:
+            pages.table(rows, size=6.5, colour=COLOURS)
+        else:
+            pages.text(c["detail"], size=8, gap=0.01)
+
+
+def evidence_rows(claim: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per comparison behind a verdict: what was compared, over how many seeds, the
+    effect, its interval and p, and the rule that decided it."""
+    rows = []
+    for kind, items in (("", claim.get("evidence") or []),
+                        *((f"precondition: {p['name']}", p["evidence"])
+                          for p in claim.get("preconditions") or [])):
+        for e in items:
+            ci = e.get("ci")
+            rows.append({"comparison": (f"[{kind}] " if kind else "") + e["what"],
+                         "n": e["n"], "effect": _num(e.get("effect")),
+                         "95% CI": f"[{ci[0]:+.3g}, {ci[1]:+.3g}]" if ci else "–",
+                         "p": _num(e.get("p"), "{:.2g}"), "rule": e["rule"],
+                         "verdict": e["status"], "note": e.get("note") or ""})
+    return rows
+
+
+def _num(value: Any, form: str = "{:+.3g}") -> str:
+    return "–" if value is None else form.format(value)

@@ -23,11 +23,28 @@ import torch
 from clrepro.data.benchmarks import Benchmark, derive_seed
 from clrepro.data.transforms import as_float
 from clrepro.fsutil import atomic_path, stable_hash
-from clrepro.methods.base import Context, Method
+from clrepro.methods.base import Context, Method, TaskStream
 from clrepro.progress import Progress
 
 log = logging.getLogger("clrepro")
 CHECKPOINT_VERSION = 1
+
+# What this trainer reads from a run's hyperparameters (checked at plan time, see
+# clrepro.methods.catalog); methods declare their own keys.
+TRAINER_KEYS = {
+    "batch_size": "stream examples per step",
+    "eval_every": "steps between learning-curve evaluations",
+}
+TRAINER_OPTIONAL = {
+    "eval_batch_size": "evaluation batch size (1000)",
+    "checkpoint_every": "steps between mid-task checkpoints (0: task ends only)",
+    "eval.drop_last_quirk": "skip each task's last test example (GEM code, D5)",
+    "eval.curve_tasks": "tasks evaluated at curve points between task ends (default all)",
+    "eval_split": "test | val (tuning)",
+    "tasks_limit": "train on the first k tasks only (tuning)",
+    "early_stopping": "stop a task's passes when validation accuracy stops improving",
+    "iid.eval": "final | chunks: R rows of the iid stream (GEM D13)",
+}
 
 
 @dataclass
@@ -76,12 +93,15 @@ class Evaluator:
         self.seconds = 0.0
 
     @torch.inference_mode()
-    def __call__(self, method: Method) -> list[float]:
+    def __call__(self, method: Method, tasks: list[int] | None = None) -> list[float | None]:
+        """Accuracy on each task's set; tasks not in `tasks` (default: all) are None."""
         start = time.perf_counter()
         method.model.eval()
         method.prepare_eval()
+        wanted = range(len(self.tests)) if tasks is None else tasks
         correct = []
-        for t, (x, y) in enumerate(self.tests):
+        for t in wanted:
+            x, y = self.tests[t]
             n_used = len(y) - 1 if self.drop_last_quirk else len(y)
             hits = torch.zeros((), dtype=torch.long, device=self.device)
             for lo in range(0, n_used, self.batch_size):
@@ -89,7 +109,9 @@ class Evaluator:
                 tasks = torch.full((hi - lo,), t, dtype=torch.long, device=self.device)
                 hits += (method.predict(as_float(x[lo:hi]), tasks) == y[lo:hi]).sum()
             correct.append(hits)
-        accs = [c / max(len(y), 1) for c, (_, y) in zip(torch.stack(correct).tolist(), self.tests)]
+        accs: list[float | None] = [None] * len(self.tests)
+        for t, c in zip(wanted, torch.stack(correct).tolist()):
+            accs[t] = c / max(len(self.tests[t][1]), 1)
         method.model.train()
         self.seconds += time.perf_counter() - start
         return accs
@@ -100,11 +122,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def make_context(bench: Benchmark, device: torch.device, seed: int, epochs: int) -> Context:
+def make_context(bench: Benchmark, device: torch.device, seed: int, epochs: int,
+                 normalise: bool = False) -> Context:
     mask = bench.class_mask().to(device) if bench.task_incremental else None
     gen = torch.Generator().manual_seed(derive_seed(seed, "method"))
     return Context(bench.input_shape, bench.n_classes, bench.n_tasks, mask, device, gen,
-                   [len(t.train_y) * epochs for t in bench.tasks])
+                   [len(t.train_y) * epochs for t in bench.tasks], seed,
+                   bench.input_norm() if normalise else None, bench.raw_image_bytes)
 
 
 def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], seed: int,
@@ -119,7 +143,7 @@ def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], se
     if hp.get("tasks_limit"):
         bench = bench.first_tasks(hp["tasks_limit"])
     torch.manual_seed(derive_seed(seed, "init"))  # model initialisation
-    ctx = make_context(bench, device, seed, epochs)
+    ctx = make_context(bench, device, seed, epochs, bool(hp["model"].get("normalize")))
     method = method_cls(ctx, hp)
     phases = build_phases(bench, method_cls.stream, epochs, seed)
     batch_size, eval_every = hp["batch_size"], hp["eval_every"]
@@ -131,7 +155,14 @@ def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], se
     all_y = torch.cat([t.train_y for t in bench.tasks]).to(device)
     all_t = torch.cat([torch.full((len(t.train_y),), i, dtype=torch.long)
                        for i, t in enumerate(bench.tasks)]).to(device)
+    starts = np.cumsum([0, *(len(t.train_y) for t in bench.tasks)])
     n_batches = [math.ceil(len(p.order) / batch_size) for p in phases]
+
+    def task_stream(phase: Phase) -> TaskStream:
+        if phase.task is None:
+            return TaskStream(all_x, all_y)
+        lo, hi = int(starts[phase.task]), int(starts[phase.task + 1])
+        return TaskStream(all_x[lo:hi], all_y[lo:hi])
     hp_hash = stable_hash(hp)
 
     state = {"phase": 0, "batch": 0, "global": 0, "R": [], "curve": [], "b": None,
@@ -152,8 +183,10 @@ def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], se
     progress = Progress(sum(n_batches), desc)
     progress.update(state["global"])
 
-    def curve_point(p: int, j: int) -> list[float]:
-        accs = evaluate(method)
+    curve_tasks = hp.get("eval.curve_tasks")  # periodic points: only the tasks figures read
+
+    def curve_point(p: int, j: int, tasks: list[int] | None = None) -> list[float | None]:
+        accs = evaluate(method, tasks)
         phase = phases[p]
         if phase.task is None:
             done = bench.n_tasks * j / n_batches[p]
@@ -168,21 +201,24 @@ def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], se
         task = phase.task if phase.task is not None else 0
         order = phase.order.to(device)
         xp, yp, tp = as_float(all_x[order]), all_y[order], all_t[order]
-        if state["batch"] == 0 and phase.epoch == 0:
-            method.begin_task(task)
+        offset = 0 if phase.task is None else int(starts[task])
+        ids = order - offset  # positions in the task's training set (the whole set for iid)
         _sync(device)
         tick = time.perf_counter()
+        if state["batch"] == 0 and phase.epoch == 0:
+            method.begin_task(task, task_stream(phase))
         chunk_ends = _iid_chunk_ends(phase, n_batches[p], bench.n_tasks, hp)
         for j in range(state["batch"], n_batches[p]):
             if j > 0 and state["global"] % eval_every == 0:
                 _sync(device)
                 state["train_s"] += time.perf_counter() - tick
-                curve_point(p, j)
+                curve_point(p, j, curve_tasks)
                 if not method.parameters_finite():
                     state["status"] = "diverged"
                     break
                 tick = time.perf_counter()
             sl = slice(j * batch_size, (j + 1) * batch_size)
+            method.step, method.batch_ids = state["global"], ids[sl]
             method.observe(xp[sl], yp[sl], tp[sl])
             state["global"] += 1
             state["batch"] = j + 1
@@ -199,6 +235,8 @@ def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], se
                 tick = time.perf_counter()
         if state["status"] != "ok":
             break
+        if phase.last:  # boundary work is training time
+            method.end_task(task, task_stream(phase))
         _sync(device)
         state["train_s"] += time.perf_counter() - tick
         stop_task = phase.last
@@ -211,7 +249,11 @@ def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], se
             if not stop_task:
                 state["phase"], state["batch"] = p + 1, 0
                 continue
-        method.end_task(task)
+            _sync(device)  # early stopping ended the task after this pass
+            tick = time.perf_counter()
+            method.end_task(task, task_stream(phase))
+            _sync(device)
+            state["train_s"] += time.perf_counter() - tick
         accs = curve_point(p, n_batches[p])
         if not method.parameters_finite() or not all(math.isfinite(a) for a in accs):
             state["status"] = "diverged"
@@ -239,6 +281,7 @@ def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], se
                     "wall_s": time.perf_counter() - t_run, "batches": state["global"],
                     "resumed": state["resumed"]},
         "counters": method.counters,
+        "memory_bytes": method.memory_bytes(),
         "artifacts": method.artifacts() if state["status"] == "ok" else {},
     }
 

@@ -80,3 +80,19 @@ def report(snakemake: Any) -> None:
 
     _logged(snakemake, lambda: build_report([Path(p) for p in snakemake.input.claims],
                                             Path(snakemake.output[0])))
+
+
+def verify(snakemake: Any) -> None:
+    from clrepro import plan
+    from clrepro import verify as check
+    from clrepro.fsutil import write_text
+
+    def body():
+        result = check.compare(plan.build(snakemake.params.config))
+        print(result.report(), end="")
+        if result.changed:
+            raise RuntimeError("verdicts changed: " + "; ".join(
+                f"{c} {e or '(none)'} -> {n or '(none)'}" for c, e, n in result.changed))
+        write_text(snakemake.output[0], result.report())
+
+    _logged(snakemake, body)

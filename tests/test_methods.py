@@ -21,8 +21,12 @@ HP = {"lr": 0.05, "model": MLP, "memory": 30, "gem.margin": 0.5, "gem.margin_mod
       "replay.iterations": 1, "er.loss": "union_mean", "mir.candidates": 25, "gmed.alpha": 1.0,
       "gmed.beta": 0.01, "gmed.reg_sign": "paper", "gmed.edit_reduction": "mean",
       "gmed.clip": False, "gmed.edit_schedule": "per_iteration", "agem.reference_size": 64,
-      "gss.compare": 10, "bgd.eta": 1.0, "bgd.std_init": 0.02, "bgd.mc_samples": 3,
-      "hal.lambda": 0.1, "hal.gamma": 0.1, "hal.anchor_steps": 5, "hal.anchor_lr": 0.1}
+      "gss.compare": 10, "random_edit.variant": "paper", "bgd.eta": 1.0, "bgd.std_init": 0.02, "bgd.mc_samples": 3,
+      "hal.lambda": 0.1, "hal.gamma": 0.1, "hal.anchor_steps": 5, "hal.anchor_lr": 0.1,
+      "augment": {"views": 2, "crop_pad": 2, "rotate": 10.0}, "bld.batch_reduction": "sum",
+      "bld.batch_views": False, "bld.lambda": 2.0, "bld.tau": 2.0, "bld.lr_warmup": 1e-3,
+      "bld.joint_steps": 2, "bld.norm_granularity": "tensor", "l2.mu": 1.0, "finetune.steps": 2,
+      "lwf.weight": 1.0, "lwf.tau": 2.0}
 
 
 def context(bench, seed=0):
@@ -41,9 +45,13 @@ def feed(method, bench, batches=3, batch_size=10):
         method.end_task(t)
 
 
+TASK_AWARE = {"icarl", "mc_finetune", "batch_l2", "bld", "bld_alternated", "bld_no_balancing", "lwf"}
+
+
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_method_trains_and_predicts(name):
-    kind, scenario = ("split", "task_incremental") if name == "icarl" else ("permuted", "domain_incremental")
+    kind, scenario = (("split", "task_incremental") if name in TASK_AWARE
+                      else ("permuted", "domain_incremental"))
     bench = tiny_benchmark(kind, scenario)
     model = {"name": "multimodal_mlp", "hidden": 16} if name == "multimodal" else MLP
     method = METHODS[name](context(bench), {**HP, "model": model})
@@ -149,10 +157,16 @@ def test_herding_picks_the_mean_first_and_never_repeats():
 def test_independent_clones_the_previous_network():
     bench = tiny_benchmark(n_tasks=2)
     ind = METHODS["independent"](context(bench), HP)
-    feed(ind, bench, batches=1)
-    before = [p.clone() for p in ind.model[1].parameters()]
-    ind.begin_task(1)  # already cloned at the first begin_task(1): cloning is idempotent here
-    assert all(torch.equal(a, b) for a, b in zip(before, ind.model[1].parameters()))
+    init = [p.clone() for p in ind.model[0].parameters()]
+    feed(ind, bench.first_tasks(1), batches=3)  # train the first network only
+    trained = [p.clone() for p in ind.model[0].parameters()]
+    assert not all(torch.equal(a, b) for a, b in zip(init, trained))
+    ind.begin_task(1)  # the second network starts as the *trained* first one
+    assert all(torch.equal(a, b) for a, b in zip(trained, ind.model[1].parameters()))
+    x, y = bench.tasks[1].train_x[:10].float() / 255, bench.tasks[1].train_y[:10]
+    ind.observe(x, y, torch.ones_like(y))  # learning task 1 leaves task 0's network alone
+    assert all(torch.equal(a, b) for a, b in zip(trained, ind.model[0].parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(trained, ind.model[1].parameters()))
     fresh = METHODS["independent"](context(bench), HP)
     fresh.begin_task(0)
     fresh.begin_task(1)

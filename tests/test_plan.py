@@ -17,7 +17,8 @@ def test_defaults_are_the_quick_preset():
     assert p.scale == "quick" and p.config["data"]["dir"] == "resources/raw"
     assert p.config["papers"] == ["gem2017", "gmed2021"]
     gem = [r for r in p.runs.values() if r.paper == "gem2017"]
-    assert len(gem) == 34  # spec §2: GEM quick = 34 runs
+    assert len(gem) == 34 * 3  # spec §2: 34 quick configurations, here with 3 seeds each
+    assert {r.spec.seed for r in gem} == {0, 1, 2}
     assert {a for a in p.artifacts if a.startswith("gem.")} == {
         "gem.fig1a", "gem.fig1b", "gem.table1", "gem.table2", "gem.table3"}
     assert {a for a in p.artifacts if a.startswith("gmed.")} == {
@@ -142,3 +143,20 @@ def test_planning_does_not_import_torch():
     code = "import sys, clrepro.plan; clrepro.plan.build({'scale': 'full'}); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_seeds_are_the_users_choice():
+    p = build(seeds={"gem2017": 5, "gmed2021": [3, 7]})
+    assert {r.spec.seed for r in p.runs.values() if r.paper == "gem2017"} == {0, 1, 2, 3, 4}
+    gmed = {r.spec.seed for r in p.runs.values() if r.paper == "gmed2021"
+            and not dict(r.spec.overrides).get("tune")}
+    assert gmed == {3, 7}  # every GMED artifact, the reference methods included
+    assert len([r for r in p.runs.values() if r.paper == "gem2017"]) == 34 * 5
+    # a run of a planned configuration with any other seed is accepted, same protocol
+    other = p.run_job("results/runs/perm_fmnist@gem2017.quick/gem/m1000-e1/s12345.json")
+    same = p.run_job("results/runs/perm_fmnist@gem2017.quick/gem/m1000-e1/s0.json")
+    assert other.spec.seed == 12345 and other.hp == same.hp
+    with pytest.raises(cfg.ConfigError, match="seeds.gem2017"):
+        build(seeds={"gem2017": 0})
+    with pytest.raises(cfg.ConfigError, match="unknown key"):
+        build(seeds={"gemm2017": 3})

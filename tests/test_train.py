@@ -60,10 +60,30 @@ def test_iid_oracle_rows_and_chunks():
     assert chunks["R"][2] == out["R"][2]  # same stream, same final state
 
 
-def test_drop_last_quirk_caps_accuracy():
-    out = run("single", hp={"eval.drop_last_quirk": True})
-    n = out["test_sizes"][0]
-    assert max(max(row) for row in out["R"]) <= (n - 1) / n
+class Oracle:
+    """A 'method' that predicts every test label correctly (all labels of the test set are
+    made 3), so that only the evaluation protocol can lower its accuracy."""
+
+    model = torch.nn.Identity()
+
+    def prepare_eval(self):
+        pass
+
+    def predict(self, x, tasks):
+        return torch.full((len(x),), 3)
+
+
+def test_drop_last_quirk_skips_one_example_but_divides_by_all():
+    from clrepro.train import Evaluator
+
+    bench = tiny_benchmark(n_tasks=2)
+    for task in bench.tasks:
+        task.test_y = torch.full_like(task.test_y, 3)
+    n = len(bench.tasks[0].test_y)
+    plain = Evaluator(bench, CPU, 7, drop_last_quirk=False)(Oracle())
+    quirk = Evaluator(bench, CPU, 7, drop_last_quirk=True)(Oracle())
+    assert plain == [1.0, 1.0]
+    assert quirk == [(n - 1) / n] * 2  # GEM's code (spec D5) caps a perfect task below 1
 
 
 def test_divergence_is_recorded_not_averaged():

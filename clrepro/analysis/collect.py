@@ -20,7 +20,7 @@ from clrepro.spec import RunSpec
 
 log = logging.getLogger("clrepro")
 
-METRIC_COLUMNS = ("acc", "bwt", "fwt", "final_acc_weighted", "train_s", "eval_s")
+METRIC_COLUMNS = ("acc", "bwt", "fwt", "learning_acc", "final_acc_weighted", "train_s", "eval_s")
 
 
 class RunSet:
@@ -54,7 +54,8 @@ class RunSet:
                     row["train_s"] = record["timings"]["train_s"]
                     row["eval_s"] = record["timings"]["eval_s"]
             rows.append(row)
-        self.df = pd.DataFrame(rows)
+        self.df = pd.DataFrame(rows, columns=None if rows else [
+            "benchmark", "method", "seed", "memory", "epochs", "label", "variant", "path", "status"])
         for col in METRIC_COLUMNS:
             if col not in self.df:
                 self.df[col] = np.nan
@@ -74,6 +75,14 @@ class RunSet:
     def mean(self, metric: str, **where: Any) -> float:
         values = self.ok(**where)[metric]
         return float(values.mean()) if len(values) else float("nan")
+
+    def values(self, metric: str, **where: Any) -> dict[int, float]:
+        """Seed -> metric of the usable runs matching `where` (one run per seed expected):
+        what the verdict engine pairs across methods."""
+        ok = self.ok(**where)
+        if ok["seed"].duplicated().any():
+            raise ValueError(f"several runs per seed match {where}; narrow the selection")
+        return {int(s): float(v) for s, v in zip(ok["seed"], ok[metric])}
 
     def record(self, spec: RunSpec) -> dict[str, Any] | None:
         record = self.records.get(spec)

@@ -20,7 +20,7 @@ import torch
 
 from clrepro.data.definitions import BenchmarkDef
 from clrepro.data.raw import RawData
-from clrepro.data.transforms import ROTATIONS, permute_pixels
+from clrepro.data.transforms import ROTATIONS, permute_pixels, reshape_images
 
 @dataclass
 class TaskData:
@@ -42,6 +42,7 @@ class Benchmark:
     tasks: list[TaskData]
     n_classes: int
     input_shape: tuple[int, int, int]
+    raw_image_bytes: int = 0  # one training image as the dataset stores it (uint8)
 
     @property
     def name(self) -> str:
@@ -57,7 +58,24 @@ class Benchmark:
 
     def first_tasks(self, k: int) -> "Benchmark":
         """The stream cut to its first k tasks (GMED tunes on the first three)."""
-        return Benchmark(self.defn, self.tasks[:k], self.n_classes, self.input_shape)
+        return Benchmark(self.defn, self.tasks[:k], self.n_classes, self.input_shape,
+                         self.raw_image_bytes)
+
+    def input_norm(self) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std of all training images in [0, 1] (the per-dataset
+        normalisation a network may apply as its first layer)."""
+        total = sq = 0.0
+        count = 0
+        for task in self.tasks:
+            for lo in range(0, len(task.train_x), 4096):
+                x = task.train_x[lo:lo + 4096].double()
+                x = x / 255 if task.train_x.dtype == torch.uint8 else x
+                total = total + x.sum((0, 2, 3))
+                sq = sq + (x * x).sum((0, 2, 3))
+                count += x.numel() // x.shape[1]
+        mean = total / max(count, 1)
+        std = (sq / max(count, 1) - mean * mean).clamp(min=1e-12).sqrt()
+        return mean.tolist(), std.tolist()
 
     def class_mask(self) -> torch.Tensor:
         """[T, n_classes] bool: the logits each task may use (all of them unless task-incremental)."""
@@ -131,6 +149,8 @@ def prepare(defn: BenchmarkDef, raw: RawData) -> dict[str, torch.Tensor]:
         raise ValueError(f"{defn.name}: rotations are defined for single-channel images")
     gen = torch.Generator().manual_seed(defn.data_seed)
     n_inputs = int(torch.tensor(raw.image_shape).prod())
+    if defn.test_fraction:
+        raw = resplit(raw, defn.test_fraction, defn.data_seed)
 
     if defn.kind == "split":
         order = (torch.randperm(raw.n_classes, generator=gen) if defn.class_order == "shuffled"
@@ -140,12 +160,17 @@ def prepare(defn: BenchmarkDef, raw: RawData) -> dict[str, torch.Tensor]:
             raise ValueError(f"{defn.name}: {defn.n_tasks} tasks x {k} classes exceeds "
                              f"{raw.n_classes} classes of {raw.name}")
         task_classes = [order[t * k:(t + 1) * k].sort().values for t in range(defn.n_tasks)]
+        if defn.class_order == "run":  # one slot per class; each run groups them into tasks
+            task_classes = [torch.tensor([c]) for c in range(raw.n_classes)]
     else:
         task_classes = [torch.arange(raw.n_classes)] * defn.n_tasks
 
     shared = None
     if defn.shared_subset:
+        # one subset, shuffled once: every task reuses the same train/val split of it (GMED
+        # spec §4.1: one 950/50 split of the 1,000 images, not a reshuffle per task)
         shared = _draw(len(raw.train_y), defn.shared_subset, gen)
+        shared = shared[torch.randperm(len(shared), generator=gen)]
 
     out: dict[str, torch.Tensor] = {}
     for t, classes in enumerate(task_classes):
@@ -157,7 +182,8 @@ def prepare(defn: BenchmarkDef, raw: RawData) -> dict[str, torch.Tensor]:
             groups = [torch.arange(len(raw.train_y))]
         train_parts, val_parts = [], []
         for group in groups:
-            group = group[torch.randperm(len(group), generator=gen)]
+            if shared is None:
+                group = group[torch.randperm(len(group), generator=gen)]
             n_val = int(round(defn.val_fraction * len(group)))
             val_parts.append(group[:n_val])
             train_parts.append(group[n_val:][:defn.train_per_class])
@@ -175,7 +201,42 @@ def prepare(defn: BenchmarkDef, raw: RawData) -> dict[str, torch.Tensor]:
         if defn.transform_seed == "data" and defn.kind != "split":
             param = _transform_params(defn, t, gen, n_inputs)
             out[f"param/{t}"] = torch.as_tensor(param)
-    return _compact(out, raw, defn)
+    out = _compact(out, raw, defn)
+    if defn.class_order == "run":
+        out["by_class"] = torch.tensor(1)
+    return out
+
+
+def resplit(raw: RawData, test_fraction: float, seed: int) -> RawData:
+    """Pool a dataset's train and test images and split every class anew: `test_fraction`
+    of each class (rounded) becomes test data, drawn with `seed` (e.g. sklearn's digits)."""
+    gen = torch.Generator().manual_seed(derive_seed(seed, "resplit"))
+    x, y = torch.cat([raw.train_x, raw.test_x]), torch.cat([raw.train_y, raw.test_y])
+    train, test = [], []
+    for c in range(raw.n_classes):
+        rows = torch.nonzero(y == c).flatten()
+        rows = rows[torch.randperm(len(rows), generator=gen)]
+        n_test = int(round(test_fraction * len(rows)))
+        test.append(rows[:n_test])
+        train.append(rows[n_test:])
+    train, test = torch.cat(train).sort().values, torch.cat(test).sort().values
+    return RawData(raw.name, x[train], y[train], x[test], y[test], raw.n_classes,
+                   origin=raw.origin, files=raw.files)
+
+
+def _group_classes(prepared: dict[str, torch.Tensor], defn: BenchmarkDef, run_seed: int):
+    """A per-class preparation grouped into this run's tasks: the classes are shuffled with
+    the run seed (BLD: a random split per run, the same for every method of that seed)."""
+    gen = torch.Generator().manual_seed(derive_seed(run_seed, "class_split"))
+    order = torch.randperm(int(prepared["n_classes"]), generator=gen)
+    k = defn.classes_per_task
+    out = {key: v for key, v in prepared.items() if "/" not in key or key.startswith("param/")}
+    for t in range(defn.n_tasks):
+        classes = order[t * k:(t + 1) * k].sort().values.tolist()
+        out[f"classes/{t}"] = torch.tensor(classes)
+        for part in ("pool", "val", "test_x", "test_y"):
+            out[f"{part}/{t}"] = torch.cat([prepared[f"{part}/{c}"] for c in classes])
+    return out
 
 
 def _compact(index: dict[str, torch.Tensor], raw: RawData, defn: BenchmarkDef):
@@ -212,9 +273,10 @@ def _param_value(tensor: torch.Tensor):
 def materialize(prepared: dict[str, torch.Tensor], defn: BenchmarkDef, run_seed: int) -> Benchmark:
     """Draw this run's examples and transformations (run seed) from a prepared benchmark."""
     gen = torch.Generator().manual_seed(derive_seed(run_seed, "data"))
+    if "by_class" in prepared:
+        prepared = _group_classes(prepared, defn, run_seed)
     train_x, train_y = prepared["train_x"], prepared["train_y"]
-    shape = tuple(train_x.shape[1:])
-    n_inputs = int(torch.tensor(shape).prod())
+    n_inputs = int(torch.tensor(train_x.shape[1:]).prod())
     tasks = []
     for t in range(defn.n_tasks):
         if f"param/{t}" in prepared:
@@ -237,9 +299,13 @@ def materialize(prepared: dict[str, torch.Tensor], defn: BenchmarkDef, run_seed:
             if defn.test_draw == "run":
                 test = test[_draw(len(test), defn.test_per_task, gen).sort().values]
             test_x, test_y = _apply(defn, prepared["test_x"][test], param), prepared["test_y"][test]
+        def shaped(x):
+            return reshape_images(x, defn.image_size, defn.resize, defn.channels).contiguous()
+
         tasks.append(TaskData(
-            train_x=_apply(defn, train_x[pool], param).contiguous(), train_y=train_y[pool],
-            val_x=_apply(defn, train_x[val], param).contiguous(), val_y=train_y[val],
-            test_x=test_x, test_y=test_y, classes=prepared[f"classes/{t}"],
+            train_x=shaped(_apply(defn, train_x[pool], param)), train_y=train_y[pool],
+            val_x=shaped(_apply(defn, train_x[val], param)), val_y=train_y[val],
+            test_x=shaped(test_x), test_y=test_y, classes=prepared[f"classes/{t}"],
             info=_info(defn, param)))
-    return Benchmark(defn, tasks, int(prepared["n_classes"]), shape)
+    return Benchmark(defn, tasks, int(prepared["n_classes"]), tuple(tasks[0].train_x.shape[1:]),
+                     n_inputs * train_x.element_size())

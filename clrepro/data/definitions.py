@@ -8,8 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# Bump when prepare() changes what a definition produces: caches are rebuilt, and the data
+# rule's params (hence every run reading the data) change with it.
+FORMAT_VERSION = 3
 SCENARIOS = ("task_incremental", "domain_incremental", "class_incremental")
 KINDS = ("permuted", "rotated", "split")
+RESIZES = ("pad", "bilinear", "area")
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,8 @@ class BenchmarkDef:
     val_fraction: float = 0.0  # held out of each task's pool (per class) for tuning
     val_per_task: int = 0  # drawn per run next to train_per_task, as a fresh validation part
     classes_per_task: int | None = None  # split benchmarks
-    class_order: str = "natural"  # natural | shuffled (data seed)
+    class_order: str = "natural"  # natural | shuffled (data seed) | run (run seed: BLD's splits)
+    test_fraction: float | None = None  # re-split train+test per class (data seed), e.g. digits
     identity_first: bool = False  # permuted: task 0 unpermuted
     shared_subset: int | None = None  # permuted: one fixed subset of this size for all tasks
     angle_range: tuple[float, float] = (0.0, 180.0)
@@ -36,6 +41,9 @@ class BenchmarkDef:
     transform_seed: str = "data"  # permutations/angles drawn from: data | run
     data_seed: int = 0
     quick: bool = False  # a stand-in, never compared with paper numbers
+    image_size: int | None = None  # square side of the network input; None = as stored
+    resize: str = "pad"  # how to reach image_size: pad (zeros, centred) | bilinear | area
+    channels: int | None = None  # 3: grey images are replicated to three channels
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -44,6 +52,13 @@ class BenchmarkDef:
             raise ValueError(f"{self.name}: scenario must be one of {SCENARIOS}")
         if self.kind == "split" and not self.classes_per_task:
             raise ValueError(f"{self.name}: split benchmarks need classes_per_task")
+        if self.class_order not in ("natural", "shuffled", "run"):
+            raise ValueError(f"{self.name}: class_order must be natural, shuffled or run")
+        if self.class_order == "run" and (self.kind != "split" or self.test_per_task is not None):
+            raise ValueError(f"{self.name}: class_order 'run' needs a split benchmark with all "
+                             f"test images (test_per_task None)")
+        if self.resize not in RESIZES:
+            raise ValueError(f"{self.name}: resize must be one of {RESIZES}")
         if self.val_per_task and (self.train_draw != "run" or self.train_per_task is None):
             raise ValueError(f"{self.name}: val_per_task needs train_draw='run' and train_per_task")
 

@@ -17,13 +17,12 @@ import torch
 
 from clrepro.data.benchmarks import prepare
 from clrepro.data.definitions import BenchmarkDef
-from clrepro.data.definitions import DataSettings
+from clrepro.data.definitions import FORMAT_VERSION, DataSettings
 from clrepro.data.sources import load_source
 from clrepro.fsutil import atomic_path, sha256_file, stable_hash, write_json
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # bump when prepare() changes what a definition produces
 
 
 class StaleCacheError(RuntimeError):

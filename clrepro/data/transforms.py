@@ -39,6 +39,29 @@ def rotate_cubic(x: torch.Tensor, angle: float) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(out))
 
 
+def reshape_images(x: torch.Tensor, size: int | None, resize: str, channels: int | None) -> torch.Tensor:
+    """Bring uint8 images [N, C, H, W] to size x size (zero padding around the centre, or
+    bilinear / area resampling) and replicate grey images to `channels`. uint8 in and out."""
+    import torch.nn.functional as F
+
+    if size is not None and tuple(x.shape[-2:]) != (size, size):
+        if resize == "pad":
+            h, w = x.shape[-2:]
+            if h > size or w > size:
+                raise ValueError(f"cannot pad {h}x{w} images to {size}x{size}")
+            top, left = (size - h) // 2, (size - w) // 2
+            x = F.pad(x, (left, size - w - left, top, size - h - top))
+        else:
+            y = F.interpolate(x.float(), size=(size, size), mode=resize,
+                              **({"align_corners": False} if resize == "bilinear" else {}))
+            x = y.round_().clamp_(0, 255).to(torch.uint8)
+    if channels is not None and x.shape[1] != channels:
+        if x.shape[1] != 1:
+            raise ValueError(f"only grey images can be replicated to {channels} channels")
+        x = x.expand(-1, channels, -1, -1).contiguous()
+    return x
+
+
 ROTATIONS = {"nearest": rotate_nearest, "cubic": rotate_cubic}
 
 

@@ -1,5 +1,19 @@
-"""Continual-learning methods. Importing this package registers all of them."""
+"""Continual-learning methods, one file per method family.
 
-from clrepro.methods import (agem, baselines, bgd, ewc, gem, gmed, gss, hal,  # noqa: F401
-                             icarl, replay)  # (registration)
-from clrepro.methods.base import METHODS, Context, Method, get_method  # noqa: F401
+`from clrepro.methods import METHODS, get_method, Method, Context` imports every method
+module (registering them) on first use; importing a submodule alone, such as the torch-free
+`clrepro.methods.catalog` the plan uses, does not.
+"""
+
+import importlib
+
+_FAMILIES = ("agem", "baselines", "bgd", "ewc", "gem", "gmed", "gss", "hal", "icarl", "replay")
+_EXPORTS = ("METHODS", "Context", "Method", "get_method", "register")
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'clrepro.methods' has no attribute {name!r}")
+    for family in _FAMILIES:
+        importlib.import_module(f"clrepro.methods.{family}")
+    return getattr(importlib.import_module("clrepro.methods.base"), name)

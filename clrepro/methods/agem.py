@@ -27,7 +27,11 @@ class AGEM(Method):
     hp: lr, memory, agem.reference_size. Counter: projections."""
 
     name = "agem"
+    hyperparameters = {
+        "agem.reference_size": "memory examples behind the reference gradient (256)",
+    }
     state_attrs = ("memory",)
+    stored_data_attrs = ("memory",)  # training images kept (data storage)
 
     def __init__(self, ctx, hp):
         super().__init__(ctx, hp)

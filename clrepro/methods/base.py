@@ -15,7 +15,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from clrepro.data.transforms import as_float
 from clrepro.models import build_model
+from clrepro.optim import build_optimizer
 
 
 @dataclass
@@ -29,6 +31,26 @@ class Context:
     device: torch.device
     generator: torch.Generator  # the method's own random stream (memory sampling, ...)
     train_sizes: list[int] = field(default_factory=list)  # stream examples per task (x epochs)
+    seed: int = 0  # the run seed (regenerable augmentation derives its streams from it)
+    input_norm: tuple[list[float], list[float]] | None = None  # per-channel mean, std of the data
+    raw_image_bytes: int = 0  # bytes of one stored training image (data-storage accounting)
+
+
+@dataclass
+class TaskStream:
+    """A task's training examples as `begin_task`/`end_task` receive them: images as stored
+    (uint8 or float) on the method's device, and their labels."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def batches(self, size: int):
+        """(network input in [0, 1], labels) in order, `size` at a time."""
+        for lo in range(0, len(self.y), size):
+            yield as_float(self.x[lo:lo + size]), self.y[lo:lo + size]
 
 
 class Method:
@@ -36,6 +58,16 @@ class Method:
     # "tasks": tasks in order (the continual stream); "iid": all tasks' examples shuffled together
     stream: ClassVar[str] = "tasks"
     state_attrs: ClassVar[tuple[str, ...]] = ()
+    trainer: ClassVar[str] = "online"  # online (clrepro.train) | phases (clrepro.phases)
+    # The keys a method reads from its hp dict, with what they mean; subclasses add theirs.
+    # The plan checks every run against them (clrepro.methods.catalog reads them from here).
+    hyperparameters: ClassVar[dict[str, str]] = {
+        "lr": "learning rate",
+        "model": "network spec (clrepro.models.build_model)",
+    }
+    optional_hyperparameters: ClassVar[dict[str, str]] = {
+        "optimizer": "{name: sgd | adam, momentum, weight_decay, betas}; default plain SGD",
+    }
 
     def __init__(self, ctx: Context, hp: dict[str, Any]):
         self.ctx = ctx
@@ -44,8 +76,11 @@ class Method:
         self.task = 0
         self.counters: dict[str, int] = {}
         self.model = self.make_model().to(self.device)
-        # Plain SGD (no momentum, no weight decay) in every paper reproduced here.
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=hp["lr"])
+        self.opt = self.make_optimizer(self.model.parameters())
+
+    def make_optimizer(self, params) -> torch.optim.Optimizer:
+        """Plain SGD unless hp["optimizer"] says otherwise (clrepro.optim)."""
+        return build_optimizer(params, self.hp["lr"], self.hp.get("optimizer"))
 
     # -- construction helpers -------------------------------------------------------
     def make_model(self) -> nn.Module:
@@ -53,17 +88,24 @@ class Method:
 
     def build_model(self, spec: dict[str, Any] | None = None, n_outputs: int | None = None):
         return build_model(spec or self.hp["model"], self.ctx.input_shape,
-                           n_outputs or self.ctx.n_classes, self.ctx.n_tasks)
+                           n_outputs or self.ctx.n_classes, self.ctx.n_tasks, self.ctx.input_norm)
 
     # -- the loop's interface --------------------------------------------------------
-    def begin_task(self, t: int) -> None:
+    # Before each observe the loop sets `self.step` (batches seen so far in the run) and
+    # `self.batch_ids` (positions of the batch's examples in the task's training set).
+    step: int = 0
+    batch_ids: torch.Tensor | None = None
+
+    def begin_task(self, t: int, data: TaskStream | None = None) -> None:
+        """Task t starts (timed as training); `data` holds all its training examples."""
         self.task = t
+        self._peak_intra = 0
 
     def observe(self, x: torch.Tensor, y: torch.Tensor, tasks: torch.Tensor) -> None:
         raise NotImplementedError
 
-    def end_task(self, t: int) -> None:
-        pass
+    def end_task(self, t: int, data: TaskStream | None = None) -> None:
+        """Task t's examples have all been seen (timed as training)."""
 
     def prepare_eval(self) -> None:
         """Called once before each evaluation (e.g. iCaRL recomputes class means)."""
@@ -100,6 +142,29 @@ class Method:
     def count(self, key: str, n: int = 1) -> None:
         self.counters[key] = self.counters.get(key, 0) + n
 
+    # -- memory overhead (BLD §4, spec §4.8): measured from the tensors a method keeps ------
+    # Inter-batch: what the method carries from one batch to the next, i.e. its state_attrs
+    # (what a checkpoint holds besides network and optimiser). Data storage: the attributes
+    # that hold training images. Intra-batch adds what a batch holds while it is processed,
+    # reported through `hold_during_batch`.
+    stored_data_attrs: ClassVar[tuple[str, ...]] = ()
+    _peak_intra: int = 0
+
+    def hold_during_batch(self, *tensors: torch.Tensor) -> None:
+        """Account for auxiliary tensors held while the current batch is processed."""
+        held = self._attr_bytes(self.state_attrs) + sum(_nbytes(t) for t in tensors)
+        self._peak_intra = max(self._peak_intra, held)
+
+    def memory_bytes(self) -> dict[str, int]:
+        """Overhead beyond the network at this point of the run (evaluated after the last
+        task: BLD's tables): intra-batch peak since the task began, inter-batch, data."""
+        carried = self._attr_bytes(self.state_attrs)
+        return {"intra_batch": max(self._peak_intra, carried), "inter_batch": carried,
+                "data_storage": self._attr_bytes(self.stored_data_attrs)}
+
+    def _attr_bytes(self, attrs: tuple[str, ...]) -> int:
+        return sum(_nbytes(getattr(self, a, None)) for a in attrs)
+
     def parameters_finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
 
@@ -124,6 +189,20 @@ class Method:
                 current.load_state_dict(v)
             else:
                 setattr(self, k, v)
+
+
+def _nbytes(value: Any) -> int:
+    """Bytes of the tensors in a value: a tensor, a container of them, or an object with a
+    state_dict (memories)."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_nbytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_nbytes(v) for v in value)
+    if hasattr(value, "state_dict"):
+        return _nbytes(value.state_dict())
+    return 0
 
 
 METHODS: dict[str, type[Method]] = {}

@@ -61,6 +61,9 @@ class Independent(Method):
     """
 
     name = "independent"
+    hyperparameters = {
+        "independent.clone": "a new task's network starts as a copy of the previous one",
+    }
 
     def make_model(self) -> nn.Module:
         spec = dict(self.hp["model"])
@@ -79,10 +82,10 @@ class Independent(Method):
             nets.append(self.build_model(spec, n_outputs=n_out))
         return nn.ModuleList(nets)
 
-    def begin_task(self, t):
+    def begin_task(self, t, data=None):
         if self.hp["independent.clone"] and t > 0 and t != self.task:
             self.model[t].load_state_dict(self.model[self.task].state_dict())
-        super().begin_task(t)
+        super().begin_task(t, data)
 
     def forward(self, x, tasks, model=None):
         t = int(tasks[0])

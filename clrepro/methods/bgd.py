@@ -23,6 +23,11 @@ class BGD(Method):
     (spec §4.5); `lr` is unused."""
 
     name = "bgd"
+    hyperparameters = {
+        "bgd.eta": "learning-rate scale of the mean update",
+        "bgd.std_init": "initial posterior std",
+        "bgd.mc_samples": "Monte-Carlo weight samples per step",
+    }
     state_attrs = ("sigma",)
 
     def __init__(self, ctx, hp):

@@ -31,6 +31,11 @@ class EWC(Method):
     """
 
     name = "ewc"
+    hyperparameters = {
+        "ewc.fisher_samples": "stored examples per task for the Fisher",
+        "ewc.strength": "penalty strength",
+        "ewc.fisher": "squared_mean_grad | empirical (D9)",
+    }
     state_attrs = ("fisher_x", "fisher_y", "pen_a", "pen_b")
 
     def __init__(self, ctx, hp):
@@ -44,8 +49,8 @@ class EWC(Method):
         self.pen_b = [torch.zeros_like(p) for p in self.params]
         self.n_penalties = 0
 
-    def begin_task(self, t):
-        super().begin_task(t)
+    def begin_task(self, t, data=None):
+        super().begin_task(t, data)
         self.fisher_x, self.fisher_y = [], []
 
     def observe(self, x, y, tasks):
@@ -63,7 +68,7 @@ class EWC(Method):
             torch._foreach_add_([p.grad for p in self.params], penalty_grads, alpha=2.0)
         self.opt.step()
 
-    def end_task(self, t):
+    def end_task(self, t, data=None):
         x = torch.cat(self.fisher_x)
         y = torch.cat(self.fisher_y)
         tasks = torch.full_like(y, t)

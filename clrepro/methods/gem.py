@@ -50,7 +50,14 @@ class GEM(Method):
     """
 
     name = "gem"
+    hyperparameters = {
+        "gem.margin": "gamma added to v* (or its lower bound)",
+        "gem.margin_mode": "additive | lower_bound (D1)",
+        "gem.qp_eps": "ridge of the QP (D3)",
+        "gem.memory_policy": "last_m | ring_shared_pointer (D10)",
+    }
     state_attrs = ("memory",)
+    stored_data_attrs = ("memory",)  # training images kept (data storage)
 
     def __init__(self, ctx, hp):
         super().__init__(ctx, hp)

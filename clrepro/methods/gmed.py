@@ -50,6 +50,12 @@ class Editing:
     in each of the replay.iterations updates, first_iteration = all edit steps before the
     first update), gmed.log_edits (keep unedited copies for GMED Figs. 5-6)."""
 
+    hyperparameters = {
+        "gmed.alpha": "editing stride alpha (Table 1)",
+        "gmed.clip": "clip edited pixels to [0, 1] (D7)",
+        "gmed.edit_schedule": "per_iteration | first_iteration (D15)",
+    }
+
     def edit_indices(self, x, y) -> torch.Tensor:
         return self.memory.sample(self.hp["replay.batch_size"])
 
@@ -85,6 +91,12 @@ class Editing:
 
 
 class _GMEDDirection:
+    hyperparameters = {
+        "gmed.beta": "regularisation strength beta (Table 1)",
+        "gmed.reg_sign": "paper | code (D1)",
+        "gmed.edit_reduction": "mean | sum (D6)",
+    }
+
     def direction(self, mx, my, x, y):
         return gmed_direction(self.model, mx, my, x, y, self.hp["lr"], self.hp["gmed.beta"],
                               self.hp["gmed.reg_sign"], self.hp["gmed.edit_reduction"])
@@ -132,14 +144,51 @@ class MIRGMED(_GMEDDirection, Editing, MIR):
 
 @register
 class RandomEdit(_EditThenReplay):
-    """Random Edit (GMED Table 3): x' = x + alpha_r * u, u a standard-normal direction scaled
-    to unit L2 norm per example (spec §4.5, suite default). hp: gmed.alpha = alpha_r."""
+    """Random Edit (GMED Table 3): x' = x + alpha_r * u with a random direction u instead of
+    GMED's. hp: gmed.alpha = alpha_r, tuned on the alpha grid like GMED's alpha (§4.5);
+    random_edit.variant:
+
+    - paper (suite default): u is a standard-normal direction drawn at every edit and scaled
+      to unit L2 norm per example (spec §4.5);
+    - code (official ver_approx.py, USE_LOSS_1=-2 with PROJ_LOSS_REG=2): one direction per
+      memory slot, uniform in [-1, 1] and drawn once for the run, scaled to unit norm, plus the
+      regulariser term +beta * grad_x l(x; theta) (hp gmed.beta).
+    """
 
     name = "er_random_edit"
+    optional_hyperparameters = {
+        "gmed.beta": "code variant: weight of +grad l_before",
+    }
+    hyperparameters = {
+        "random_edit.variant": "paper | code (random direction per edit or per slot)",
+    }
+    state_attrs = ("memory", "slot_directions")
+
+    def __init__(self, ctx, hp):
+        super().__init__(ctx, hp)
+        if hp["random_edit.variant"] not in ("paper", "code"):
+            raise ValueError("random_edit.variant must be paper or code")
+        self.slot_directions = None
+        if hp["random_edit.variant"] == "code":
+            u = torch.rand((hp["memory"], *ctx.input_shape), generator=ctx.generator) * 2 - 1
+            self.slot_directions = _unit(u).to(self.device)
 
     def direction(self, mx, my, x, y):
-        u = torch.randn(mx.shape, generator=self.ctx.generator).to(mx.device)
-        return u / u.flatten(1).norm(dim=1).clamp(min=1e-12).view(-1, *[1] * (u.dim() - 1))
+        if self.slot_directions is None:
+            return _unit(torch.randn(mx.shape, generator=self.ctx.generator).to(mx.device))
+        idx = self.pending_slots
+        mx = mx.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(F.cross_entropy(self.model(mx), my), mx)
+        return self.slot_directions[idx] + self.hp["gmed.beta"] * grad
+
+    def edit_indices(self, x, y):
+        self.pending_slots = super().edit_indices(x, y)
+        return self.pending_slots
+
+
+def _unit(u: torch.Tensor) -> torch.Tensor:
+    return u / u.flatten(1).norm(dim=1).clamp(min=1e-12).view(-1, *[1] * (u.dim() - 1))
 
 
 @register

@@ -37,6 +37,9 @@ class GSSGreedy(ER):
     (stream + random replay). hp: + gss.compare (10, spec suite default)."""
 
     name = "gss"
+    hyperparameters = {
+        "gss.compare": "memory gradients each candidate is compared with",
+    }
     state_attrs = ("memory", "scores")
 
     def __init__(self, ctx, hp):

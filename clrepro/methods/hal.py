@@ -32,7 +32,15 @@ class HAL(Method):
     """
 
     name = "hal"
+    hyperparameters = {
+        "hal.lambda": "anchor loss weight",
+        "hal.gamma": "mean-embedding weight",
+        "hal.anchor_steps": "anchor optimisation steps",
+        "hal.anchor_lr": "anchor learning rate",
+        "replay.batch_size": "replayed examples per step",
+    }
     state_attrs = ("memory", "anchors", "anchor_y", "feature_sum", "feature_count")
+    stored_data_attrs = ("memory",)  # training images kept (data storage)
 
     def __init__(self, ctx, hp):
         super().__init__(ctx, hp)
@@ -45,8 +53,8 @@ class HAL(Method):
         self.feature_sum = torch.zeros(ctx.n_classes, n_feat, device=self.device)
         self.feature_count = torch.zeros(ctx.n_classes, device=self.device)
 
-    def begin_task(self, t):
-        super().begin_task(t)
+    def begin_task(self, t, data=None):
+        super().begin_task(t, data)
         self.feature_sum.zero_()
         self.feature_count.zero_()
 
@@ -78,7 +86,7 @@ class HAL(Method):
         self.opt.step()
         self.memory.add(self.task, x, y)
 
-    def end_task(self, t):
+    def end_task(self, t, data=None):
         hindsight = self._finetuned_on_memory(t)
         classes = torch.nonzero(self.feature_count > 0).flatten()
         means = self.feature_sum[classes] / self.feature_count[classes, None]

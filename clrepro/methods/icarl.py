@@ -37,8 +37,10 @@ class ICaRL(Method):
       KLDivLoss 'mean' x classes-per-task equals the 'batchmean' used here);
     - at each task's end the exemplar set of each new class is chosen by herding on the
       task's logits, m = memory / #classes seen per class; old sets are cut to their first
-      m (`icarl.trim_old`, iCaRL's budget rule; the official code never trims), and the
-      stored logits of all exemplars are recomputed;
+      m only with `icarl.trim_old` (iCaRL's budget rule; off by default because the official
+      code this variant follows never trims, so the stored total can exceed `memory`), and
+      the stored logits of all exemplars are recomputed; counters.exemplars_stored records
+      the total kept;
     - prediction: nearest mean of exemplars among the task's classes, with the network's
       full output as the feature; a task without exemplars yet predicts its first class.
 
@@ -46,7 +48,15 @@ class ICaRL(Method):
     """
 
     name = "icarl"
+    optional_hyperparameters = {
+        "icarl.variant": "gem_code (the only variant implemented)",
+    }
+    hyperparameters = {
+        "icarl.strength": "distillation strength",
+        "icarl.trim_old": "cut old exemplar sets to the budget (not in the official code)",
+    }
     state_attrs = ("exemplars", "targets", "seen_x", "seen_y")
+    stored_data_attrs = ("exemplars", "seen_x")  # training images kept (data storage)
 
     def __init__(self, ctx, hp):
         super().__init__(ctx, hp)
@@ -61,8 +71,8 @@ class ICaRL(Method):
         self.seen_y: list[torch.Tensor] = []
         self.means: dict[int, torch.Tensor] = {}
 
-    def begin_task(self, t):
-        super().begin_task(t)
+    def begin_task(self, t, data=None):
+        super().begin_task(t, data)
         self.seen_x, self.seen_y = [], []
 
     def observe(self, x, y, tasks):
@@ -85,7 +95,7 @@ class ICaRL(Method):
         return F.kl_div(log_p, F.softmax(target, dim=1), reduction="batchmean")
 
     @torch.no_grad()
-    def end_task(self, t):
+    def end_task(self, t, data=None):
         x, y = torch.cat(self.seen_x), torch.cat(self.seen_y)
         self.seen_x, self.seen_y = [], []
         classes = self.task_classes[t]
@@ -100,6 +110,7 @@ class ICaRL(Method):
             feats = self.model(cx)[:, classes]
             self.exemplars[c] = cx[herding(feats, per_class)].clone()
         self.targets = {c: self.model(ex) for c, ex in self.exemplars.items()}
+        self.counters["exemplars_stored"] = sum(len(ex) for ex in self.exemplars.values())
 
     @torch.no_grad()
     def prepare_eval(self):

@@ -29,7 +29,16 @@ class ER(Method):
     """
 
     name = "er"
+    optional_hyperparameters = {
+        "gmed.log_edits": "keep unedited copies of memory examples (GMED Figs. 5-6)",
+    }
+    hyperparameters = {
+        "replay.batch_size": "replayed memory examples per step",
+        "replay.iterations": "updates per incoming batch",
+        "er.loss": "union_mean | sum_of_means (D5)",
+    }
     state_attrs = ("memory",)
+    stored_data_attrs = ("memory",)  # training images kept (data storage)
 
     def __init__(self, ctx, hp):
         super().__init__(ctx, hp)
@@ -73,6 +82,9 @@ class MIR(ER):
     """
 
     name = "mir"
+    hyperparameters = {
+        "mir.candidates": "memory candidates scored per step",
+    }
 
     def replay_indices(self, x, y):
         k = self.hp["replay.batch_size"]

@@ -48,13 +48,16 @@ class ReducedResNet18(nn.Module):
             cin = nf * mult
         self.stages = nn.Sequential(*stages)
         side = lambda s: (((s + 1) // 2 + 1) // 2 + 1) // 2  # three stride-2 convs, padding 1
-        self.n_features = cin * (side(height) // 4) * (side(width) // 4)
+        # 4x4 average pooling as in GEM's code; inputs below 25 pixels end on a smaller map,
+        # which is pooled whole
+        self.pool = min(4, side(height), side(width))
+        self.n_features = cin * (side(height) // self.pool) * (side(width) // self.pool)
         self.head = nn.Linear(self.n_features, n_outputs)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = x.view(len(x), *self.input_shape)
         out = self.stages(F.relu(self.bn1(self.conv1(x))))
-        return F.avg_pool2d(out, 4).flatten(1)
+        return F.avg_pool2d(out, self.pool).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))

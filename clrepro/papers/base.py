@@ -46,8 +46,14 @@ def render_in(package: str, name: str) -> Callable:
 
 @dataclass
 class Verdict:
+    """A claim's outcome. `evidence` and `preconditions` hold the per-comparison statistics
+    (n, effect, interval, p, rule) that clrepro.analysis.verdicts computed."""
+
     status: str
     detail: str
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+    preconditions: list[dict[str, Any]] = field(default_factory=list)
+    rule: str = ""
 
     def __post_init__(self) -> None:
         if self.status not in VERDICTS:
@@ -83,7 +89,7 @@ class Artifact:
     title: str
     kind: str  # "table" | "figure"
     caption: str
-    runs: Callable[[str], list[RunSpec]]  # scale -> the runs it reads
+    runs: Callable[[str, list[int] | None], list[RunSpec]]  # (scale, config seeds) -> its runs
     render: Callable[[Context], "Rendered"]
     claims: list[Claim] = field(default_factory=list)
 

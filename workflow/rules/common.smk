@@ -4,6 +4,7 @@ import re
 from snakemake.exceptions import WorkflowError
 
 import clrepro.config
+import clrepro.data.definitions
 import clrepro.plan
 
 # clrepro.plan validates the config against clrepro/schemas/config.schema.yaml (JSON

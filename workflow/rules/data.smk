@@ -12,6 +12,7 @@ rule prepare_data:
         manifest=f"{RESULTS}/data/{{benchmark}}.json",
     params:
         benchmark=lambda wc: PLAN.benchmarks[wc.benchmark].to_dict(),
+        format=clrepro.data.definitions.FORMAT_VERSION,
     log:
         f"{RESULTS}/logs/data/{{benchmark}}.log",
     conda:

@@ -3,6 +3,7 @@
 
 localrules:
     report,
+    verify,
 
 
 rule report:
@@ -17,3 +18,19 @@ rule report:
         "../envs/clrepro.yaml"
     script:
         "../scripts/report.py"
+
+
+rule verify:
+    """`snakemake verify`: every verdict against the committed ones (clrepro/papers/*/verdicts.<scale>.tsv)."""
+    input:
+        claims=[str(job.claims) for _, job in sorted(PLAN.artifacts.items())],
+    output:
+        f"{RESULTS}/verify.txt",
+    params:
+        config=CONFIG,
+    log:
+        f"{RESULTS}/logs/verify.log",
+    conda:
+        "../envs/clrepro.yaml"
+    script:
+        "../scripts/verify.py"

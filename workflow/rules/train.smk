@@ -12,6 +12,8 @@ rule train:
     input:
         pt=f"{RESULTS}/data/{{benchmark}}.pt",
         manifest=f"{RESULTS}/data/{{benchmark}}.json",
+        # the tuning runs a hyperparameter of this run is chosen from (GMED Random Edit)
+        tuned=lambda wc: [str(s.path(PLAN.root)) for s in run_of(wc).needs],
     output:
         f"{RESULTS}/runs/{{benchmark}}/{{method}}/{{setting}}/s{{seed}}.json",
     wildcard_constraints:

@@ -95,6 +95,17 @@ def first_task_curves(ctx: Context) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["benchmark", "label", "seed", "progress", "acc_task1"])
 
 
+def first_task_drops(ctx: Context) -> dict[tuple[str, str], dict[int, float]]:
+    """(benchmark, label) -> seed -> task-1 accuracy right after task 1 minus at the end."""
+    curves = first_task_curves(ctx)
+    out: dict[tuple[str, str], dict[int, float]] = {}
+    for (b, label, seed), c in curves.groupby(["benchmark", "label", "seed"], sort=False):
+        c = c.sort_values("progress", kind="stable")
+        after_first = c.loc[c["progress"] >= 1.0, "acc_task1"].iloc[0]
+        out.setdefault((b, label), {})[int(seed)] = float(after_first - c["acc_task1"].iloc[-1])
+    return out
+
+
 def render_fig1b(ctx: Context) -> Rendered:
     setup_style()
     curves = first_task_curves(ctx)

@@ -35,18 +35,23 @@ def variants(scale: str, method: str) -> list[tuple]:
     return [()] + (FULL_VARIANTS if scale == "full" and method == "gem" else [])
 
 
+def seeds(scale: str, chosen: list[int] | None) -> list[int]:
+    """The config's seeds for this paper, or the scale's own."""
+    return list(chosen) if chosen else SCALE[scale]["seeds"]
+
+
 def methods(fam: str) -> list[str]:
     return CIFAR_METHODS if fam == "cifar" else MNIST_METHODS
 
 
-def fig1a(scale: str) -> list[RunSpec]:
+def fig1a(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
     return [RunSpec(bench(scale, fam), m, seed, memory(scale, fam, m), 1, v)
             for fam in FAMILIES for m in methods(fam) for v in variants(scale, m)
-            for seed in SCALE[scale]["seeds"]]
+            for seed in seeds(scale, chosen)]
 
 
-def table1(scale: str) -> list[RunSpec]:
-    return [r for r in fig1a(scale) if not r.benchmark.startswith(bench(scale, "cifar"))
+def table1(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
+    return [r for r in fig1a(scale, chosen) if not r.benchmark.startswith(bench(scale, "cifar"))
             and not r.overrides]
 
 
@@ -56,16 +61,16 @@ def table2_memory(scale: str, method: str, size: int) -> int:
     return (size // t) * t if method == "gem" else size
 
 
-def table2(scale: str) -> list[RunSpec]:
+def table2(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
     out = []
     for size in SCALE[scale]["table2_sizes"]:
         for m in ("gem", "icarl"):
             out += [RunSpec(bench(scale, "cifar"), m, seed, table2_memory(scale, m, size), 1, v)
-                    for v in variants(scale, m) for seed in SCALE[scale]["seeds"]]
+                    for v in variants(scale, m) for seed in seeds(scale, chosen)]
     return out
 
 
-def table3(scale: str) -> list[RunSpec]:
+def table3(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
     return [RunSpec(bench(scale, "rot"), m, seed, memory(scale, "rot", m), e, v)
             for e in SCALE[scale]["epochs"] for m in TABLE3_METHODS for v in variants(scale, m)
-            for seed in SCALE[scale]["seeds"]]
+            for seed in seeds(scale, chosen)]

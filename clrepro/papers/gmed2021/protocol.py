@@ -10,6 +10,7 @@ from typing import Any
 
 from clrepro.data.definitions import BenchmarkDef
 from clrepro.spec import RunSpec
+from clrepro.tuning import tuned_by
 
 PROTOCOL_VERSION = 1
 DATASETS = ("split_mnist", "perm_mnist", "rot_mnist", "split_cifar10", "split_miniimagenet")
@@ -29,7 +30,9 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "split.val_fraction": 0.05,  # D9
     "model.nf": 20,  # D12
     "iid_offline.epochs": 5,  # passes of the iid offline upper bound (suite default)
-    "random_edit.alpha": None,  # {dataset: stride}; unset: the dataset's GMED alpha (suite)
+    "random_edit.alpha": None,  # {dataset: stride}; unset: tuned on the alpha grid (§4.7)
+    "random_edit.variant": "paper",  # paper: fresh unit direction per edit | code: per-slot fixed
+    #                                  direction plus +beta * grad l_before (official code)
     "data_seed": 0,
 }
 
@@ -132,6 +135,15 @@ def alpha_beta(dataset: str, options: dict[str, Any]) -> tuple[float, float]:
             (options.get("gmed.beta") or {}).get(dataset, beta))
 
 
+def random_edit_alpha(dataset: str, scale: str, options: dict[str, Any]):
+    """Random Edit's stride: the configured value, else tuned on the alpha grid like GMED's
+    alpha (§4.5 "tuned like alpha"); the training job reads the tuning runs' records."""
+    from clrepro.papers.gmed2021.runs import random_edit_tuning  # runs imports this module
+
+    fixed = (options.get("random_edit.alpha") or {}).get(dataset)
+    return fixed if fixed is not None else tuned_by(random_edit_tuning(dataset, scale))
+
+
 def model_spec(dataset: str, options: dict[str, Any]) -> dict[str, Any]:
     if dataset in MNIST_LIKE:
         return {"name": "mlp", "hidden": [400, 400], "init": "default"}
@@ -161,7 +173,10 @@ def hyperparams(spec: RunSpec, options: dict[str, Any]) -> dict[str, Any]:
     if method in ("er_gmed", "mir_gmed", "er_random_edit", "er_hindsight_edit"):
         alpha, beta = alpha_beta(dataset, options)
         if method == "er_random_edit":
-            alpha = (options.get("random_edit.alpha") or {}).get(dataset, alpha)
+            alpha = random_edit_alpha(dataset, scale_of(spec.benchmark), options)
+            hp["random_edit.variant"] = options["random_edit.variant"]
+            if options["random_edit.variant"] == "code":  # the code adds +beta * grad l_before
+                hp["gmed.beta"] = overrides.get("gmed.beta", beta)
         hp.update({"gmed.alpha": overrides.get("gmed.alpha", alpha),
                    "gmed.clip": options["gmed.clip"],
                    "gmed.edit_schedule": options["gmed.edit_schedule"],

@@ -29,7 +29,10 @@ FIG4_SIZES = {"full": [100, 200, 500, 1000], "quick": [100, 200, 500, 1000], "sm
 FIG4_MINI_SIZES = [1000, 5000, 10000, 20000]
 
 
-def seeds(scale: str, method: str = "er") -> list[int]:
+def seeds(scale: str, method: str = "er", chosen: list[int] | None = None) -> list[int]:
+    """The config's seeds for this paper, or the scale's own (more for the paired tests)."""
+    if chosen:
+        return list(chosen)
     if scale == "full":
         return list(range(10))
     if scale == "smoke":
@@ -63,56 +66,73 @@ def label(run: RunSpec) -> str:
     return TITLES.get(run.method, run.method)
 
 
-def table2(scale: str) -> list[RunSpec]:
+def table2(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
     methods = TABLE2_METHODS if scale == "full" else QUICK_TABLE2
-    return [spec(d, m, s, scale) for d in datasets(scale) for m in methods for s in seeds(scale, m)]
+    return [spec(d, m, s, scale) for d in datasets(scale) for m in methods
+            for s in seeds(scale, m, chosen)]
 
 
-def tuning(scale: str) -> list[RunSpec]:
-    """§4.7: ER+GMED over the alpha x beta grid, and Random Edit over the alpha grid, on the
-    first three tasks, one seed per cell."""
+def tuning_grid(scale: str) -> tuple[list[float], list[float]]:
     alphas, betas = TUNE_GRIDS[OPTION_DEFAULTS["tune.grid"] if scale == "full" else "quick"]
-    if scale == "smoke":
-        alphas, betas = alphas[:2], betas[:1]
-    epochs = OPTION_DEFAULTS["tune.max_epochs"]
+    return (alphas[:2], betas[:1]) if scale == "smoke" else (alphas, betas)
+
+
+def _tuning_run(dataset: str, scale: str, method: str, overrides: tuple) -> RunSpec:
+    """One grid cell: seed 0 (one seed per cell, whatever the experiment's seeds), the
+    first three tasks, up to tune.max_epochs passes (§4.7)."""
+    return RunSpec(bench_name(dataset, scale), method, 0, default_memory(dataset, "er", scale),
+                   OPTION_DEFAULTS["tune.max_epochs"], (*overrides, ("tune", True)))
+
+
+def random_edit_tuning(dataset: str, scale: str) -> list[RunSpec]:
+    """Random Edit's stride alpha_r is tuned on the alpha grid like GMED's alpha (§4.5, §4.7);
+    its Table 3 runs use the selected value."""
+    alphas, _ = tuning_grid(scale)
+    return [_tuning_run(dataset, scale, "er_random_edit", (("gmed.alpha", a),)) for a in alphas]
+
+
+def tuning(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
+    """§4.7: ER+GMED over the alpha x beta grid (quick and smoke: on Split MNIST's stand-in
+    only, spec §6), and Random Edit over the alpha grid on every dataset (Table 3 needs it)."""
+    alphas, betas = tuning_grid(scale)
     runs = []
     for d in datasets(scale):
-        mem = default_memory(d, "er", scale)
-        runs += [RunSpec(bench_name(d, scale), "er_gmed", 0, mem, epochs,
-                         (("gmed.alpha", a), ("gmed.beta", b), ("tune", True)))
-                 for a in alphas for b in betas]
-        runs += [RunSpec(bench_name(d, scale), "er_random_edit", 0, mem, epochs,
-                         (("gmed.alpha", a), ("tune", True))) for a in alphas]
-    if scale != "full":
-        runs = [r for r in runs if r.benchmark == bench_name("split_mnist", scale)]  # spec §6
+        if scale == "full" or d == "split_mnist":
+            runs += [_tuning_run(d, scale, "er_gmed", (("gmed.alpha", a), ("gmed.beta", b)))
+                     for a in alphas for b in betas]
+        runs += random_edit_tuning(d, scale)
     return runs
 
 
-def table3(scale: str) -> list[RunSpec]:
-    gmed = [spec(d, "er_gmed", s, scale) for d in datasets(scale) for s in seeds(scale, "er_gmed")]
-    n = 10 if scale == "full" else (3 if scale == "quick" else 1)
+def ablation_seeds(scale: str, chosen: list[int] | None) -> list[int]:
+    """Seeds of the Table 3 ablations and Fig. 4 (fewer than Table 2 in quick and smoke)."""
+    return list(chosen) if chosen else list(range(10 if scale == "full" else (3 if scale == "quick" else 1)))
+
+
+def table3(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
+    gmed = [spec(d, "er_gmed", s, scale) for d in datasets(scale)
+            for s in seeds(scale, "er_gmed", chosen)]
     return gmed + [spec(d, m, s, scale) for d in datasets(scale)
-                   for m in ("er_random_edit", "er_hindsight_edit") for s in range(n)]
+                   for m in ("er_random_edit", "er_hindsight_edit") for s in ablation_seeds(scale, chosen)]
 
 
-def fig3(scale: str) -> list[RunSpec]:
+def fig3(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
     ds = [d for d in ("rot_mnist", "split_miniimagenet") if bench_name(d, scale)]
-    tuned = [spec(d, "er_gmed", s, scale) for d in ds for s in seeds(scale, "er_gmed")]
+    tuned = [spec(d, "er_gmed", s, scale) for d in ds for s in seeds(scale, "er_gmed", chosen)]
     return tuned + [spec(d, "er_gmed", s, scale, overrides=(("gmed.beta", 0.0),))
-                    for d in ds for s in seeds(scale, "er_gmed")]
+                    for d in ds for s in seeds(scale, "er_gmed", chosen)]
 
 
-def fig4(scale: str) -> list[RunSpec]:
+def fig4(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
     ds = datasets(scale) if scale == "full" else ["split_mnist"]
-    n = 10 if scale == "full" else (3 if scale == "quick" else 1)
     runs = []
     for d in ds:
         sizes = FIG4_MINI_SIZES if d == "split_miniimagenet" else FIG4_SIZES[scale]
         runs += [spec(d, m, s, scale, memory=size) for m in ("er", "er_gmed") for size in sizes
-                 for s in range(n)]
+                 for s in ablation_seeds(scale, chosen)]
     return runs
 
 
-def edit_log(scale: str) -> list[RunSpec]:
-    """Figs. 5-6 read the edits of the seed-0 ER+GMED run of Table 2 on Split MNIST."""
-    return [spec("split_mnist", "er_gmed", 0, scale)]
+def edit_log(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
+    """Figs. 5-6 read the edits of the first-seed ER+GMED run of Table 2 on Split MNIST."""
+    return [spec("split_mnist", "er_gmed", seeds(scale, "er_gmed", chosen)[0], scale)]

@@ -1,0 +1,282 @@
+"""One verdict engine for the claims of every paper.
+
+A claim is decided from per-seed values, never from one number. Each comparison below
+returns an `Evidence` that names its rule, the seeds it used (n), the effect, a 95 %
+confidence interval and a p-value; `combine` turns the parts of a claim into its verdict.
+
+Rules (ALPHA = 0.05, tests one-tailed, runs paired by seed: same seed = same stream and
+initialisation):
+
+- ``paired``   "A > B" (or "A < B"): the per-seed differences d = A - B. Holds when mean(d)
+  has the claimed sign and a paired t-test rejects "no difference" at ALPHA (or at the
+  paper's own level, when the claim states one); does not hold when the opposite one-tailed
+  test rejects at ALPHA; inconclusive otherwise. Fewer than two seeds: inconclusive, since
+  the seed-to-seed spread is then unknown and can be as large as the effect.
+- ``at_least`` "A is similar to or higher than B" (non-inferiority): as ``paired`` on
+  d + margin, i.e. holds when A > B - margin is supported.
+- ``equivalent`` "A and B reach the same value": two one-sided tests (TOST) with ±margin;
+  holds when both reject, does not hold when |d| > margin is supported, else inconclusive.
+- ``not_significant`` the paper's "no significant improvement": holds when the paired test
+  of A > B does not reach ALPHA, does not hold when it does.
+- ``trend``    "Y rises/falls with X": every consecutive step is a ``paired`` comparison
+  (all must hold; one supported reversal makes the trend fail).
+- ``best``     "X is best": X against every other entry with ``paired`` (all must hold).
+- ``binomial`` a rate over the examples of one run is above chance (one-sided binomial).
+- ``match``    a value claim at full scale: the spec's §1.4 tolerance for its kind.
+- ``exact``    analytic values (parameter counts, bytes): equality.
+
+A claim may name preconditions (the regime it presumes); when the same runs contradict one,
+the claim is "not checkable at this scale" and says which precondition failed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+from scipy import stats
+
+from clrepro.papers.base import FAILS, HOLDS, INCONCLUSIVE, NOT_CHECKABLE, Verdict
+
+ALPHA = 0.05
+
+# spec README §1.4: tolerances of value claims (full scale only)
+TOLERANCES = {"percent": 3.0, "fraction": 0.03, "forgetting": 3.0}
+
+Values = Mapping[int, float]  # seed -> value
+
+
+@dataclass
+class Evidence:
+    """One decided comparison; `effect` is oriented so that > 0 favours the claim."""
+
+    what: str
+    rule: str
+    status: str
+    n: int = 0
+    effect: float = float("nan")
+    ci: tuple[float, float] | None = None
+    p: float | None = None
+    note: str = ""
+
+    def text(self) -> str:
+        parts = [f"{self.what}: {self.status}"]
+        stats_ = [f"n={self.n}"]
+        if not math.isnan(self.effect):
+            stats_.append(f"effect {self.effect:+.4g}")
+        if self.ci is not None:
+            stats_.append(f"95% CI [{self.ci[0]:+.4g}, {self.ci[1]:+.4g}]")
+        if self.p is not None and not math.isnan(self.p):
+            stats_.append(f"p={self.p:.2g}")
+        parts.append(f" ({', '.join(stats_)}; rule {self.rule})")
+        if self.note:
+            parts.append(f" — {self.note}")
+        return "".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"what": self.what, "rule": self.rule, "status": self.status, "n": self.n,
+                "effect": _finite(self.effect), "ci": list(self.ci) if self.ci else None,
+                "p": _finite(self.p), "note": self.note}
+
+
+def _finite(x: float | None) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def _pairs(a: Values | float, b: Values | float) -> tuple[list[int], np.ndarray]:
+    """Seeds with a finite value on both sides and the differences a - b (a float stands for
+    the same value at every seed)."""
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        raise ValueError("at least one side must hold per-seed values")
+    seeds = sorted(set(b if isinstance(a, (int, float)) else a)
+                   & set(a if isinstance(b, (int, float)) else b))
+    get = lambda v, s: float(v) if isinstance(v, (int, float)) else float(v[s])  # noqa: E731
+    seeds = [s for s in seeds if math.isfinite(get(a, s)) and math.isfinite(get(b, s))]
+    return seeds, np.array([get(a, s) - get(b, s) for s in seeds], dtype=float)
+
+
+def _t(d: np.ndarray, shift: float) -> tuple[float, float]:
+    """One-tailed p-values for mean(d) + shift > 0 and < 0."""
+    n = len(d)
+    mean = float(d.mean()) + shift
+    sd = float(d.std(ddof=1))
+    if sd == 0.0:  # identical differences at every seed: the sign is certain
+        return (0.0, 1.0) if mean > 0 else ((1.0, 0.0) if mean < 0 else (1.0, 1.0))
+    t = mean / (sd / math.sqrt(n))
+    return float(stats.t.sf(t, n - 1)), float(stats.t.cdf(t, n - 1))
+
+
+def _ci(d: np.ndarray) -> tuple[float, float] | None:
+    n = len(d)
+    if n < 2:
+        return None
+    half = float(stats.t.ppf(0.975, n - 1) * d.std(ddof=1) / math.sqrt(n))
+    return float(d.mean() - half), float(d.mean() + half)
+
+
+def _few(what: str, rule: str, d: np.ndarray) -> Evidence | None:
+    if len(d) == 0:
+        return Evidence(what, rule, INCONCLUSIVE, 0, note="no seed has both values (runs missing "
+                                                         "or unusable)")
+    if len(d) == 1:
+        side = "favours" if d[0] > 0 else "goes against"
+        return Evidence(what, rule, INCONCLUSIVE, 1, float(d[0]),
+                        note=f"the single seed {side} the claim, but one seed cannot show whether "
+                             f"the seed-to-seed spread is smaller than the effect")
+    return None
+
+
+def paired(a: Values | float, b: Values | float, what: str, *, less: bool = False,
+           level: float | None = None, margin: float = 0.0) -> Evidence:
+    """'A > B' (less=True: 'A < B'); `margin` turns it into 'A > B - margin' (at_least);
+    `level`: the paper's significance level the claim states (default ALPHA)."""
+    rule = ("at_least" if margin else "paired") + (f" (p < {level:g})" if level else "")
+    seeds, d = _pairs(a, b)
+    if less:
+        d = -d
+    if (few := _few(what, rule, d)) is not None:
+        return few
+    p_claim, p_opposite = _t(d, margin)
+    ci = _ci(d)
+    if p_claim < (level or ALPHA):
+        status = HOLDS
+    elif p_opposite < ALPHA:
+        status = FAILS
+    else:
+        status = INCONCLUSIVE
+    note = f"margin {margin:g}" if margin else ""
+    if level and status == INCONCLUSIVE and p_claim < ALPHA:
+        note = f"significant at {ALPHA:g} but not at the paper's {level:g}"
+    return Evidence(what, rule, status, len(d), float(d.mean()), ci, p_claim, note)
+
+
+def at_least(a: Values | float, b: Values | float, margin: float, what: str) -> Evidence:
+    return paired(a, b, what, margin=margin)
+
+
+def equivalent(a: Values | float, b: Values | float, margin: float, what: str) -> Evidence:
+    rule = "equivalent"
+    seeds, d = _pairs(a, b)
+    if (few := _few(what, rule, d)) is not None:
+        return few
+    above_low, below_low = _t(d, margin)  # mean(d) > -margin ?
+    above_high, below_high = _t(d, -margin)  # mean(d) < +margin ?
+    if max(above_low, below_high) < ALPHA:
+        status = HOLDS
+    elif min(below_low, above_high) < ALPHA:
+        status = FAILS
+    else:
+        status = INCONCLUSIVE
+    return Evidence(what, rule, status, len(d), float(d.mean()), _ci(d),
+                    max(above_low, below_high), f"equivalence margin ±{margin:g}")
+
+
+def not_significant(a: Values, b: Values, what: str) -> Evidence:
+    seeds, d = _pairs(a, b)
+    if (few := _few(what, "not_significant", d)) is not None:
+        return few
+    p, _ = _t(d, 0.0)
+    return Evidence(what, "not_significant", HOLDS if p >= ALPHA else FAILS, len(d),
+                    float(d.mean()), _ci(d), p)
+
+
+def trend(series: Sequence[tuple[Any, Values]], what: str, *, falling: bool = False) -> list[Evidence]:
+    """Consecutive settings (label, per-seed values) must rise (or fall) step by step."""
+    word = "falls" if falling else "rises"
+    return [paired(vb, va, f"{what} {word} {la} → {lb}", less=falling)
+            for (la, va), (lb, vb) in zip(series, series[1:])]
+
+
+def best(target: str, entries: Mapping[str, Values], what: str, *, lowest: bool = False) -> list[Evidence]:
+    """`target` beats every other entry (lowest=True: is below every other)."""
+    word = "below" if lowest else "above"
+    return [paired(entries[target], values, f"{what}: {target} {word} {other}", less=lowest)
+            for other, values in entries.items() if other != target]
+
+
+def match(ours: float, paper: float, kind: str, what: str, paper_sd: float | None = None) -> Evidence:
+    """§1.4: mean ± sd claims within max(2 sd, 1 point); single numbers within the kind's
+    tolerance (percent 3 points, fractions 0.03, forgetting 3 points)."""
+    if kind == "mean_sd":
+        tol, rule = max(2 * (paper_sd or 0.0), 1.0), "match (max(2 sd, 1 point))"
+    else:
+        tol, rule = TOLERANCES[kind], f"match (±{TOLERANCES[kind]:g})"
+    if ours is None or not math.isfinite(ours):
+        return Evidence(what, rule, INCONCLUSIVE, note="no usable value")
+    ok = abs(ours - paper) <= tol
+    return Evidence(what, rule, HOLDS if ok else FAILS, effect=ours - paper,
+                    note=f"ours {ours:.4g} vs paper {paper:.4g}")
+
+
+def exact(ours: Any, paper: Any, what: str) -> Evidence:
+    return Evidence(what, "exact", HOLDS if ours == paper else FAILS,
+                    note=f"ours {ours} vs paper {paper}")
+
+
+def above_chance(hits: int, n: int, chance: float, what: str) -> Evidence:
+    """A rate measured over n examples of one run (e.g. k-NN label agreement) exceeds
+    chance: one-sided binomial test at ALPHA."""
+    if n == 0:
+        return Evidence(what, "binomial", INCONCLUSIVE, note="no examples")
+    p = float(stats.binomtest(hits, n, chance, alternative="greater").pvalue)
+    p_low = float(stats.binomtest(hits, n, chance, alternative="less").pvalue)
+    status = HOLDS if p < ALPHA else (FAILS if p_low < ALPHA else INCONCLUSIVE)
+    return Evidence(what, "binomial", status, n, hits / n - chance, None, p,
+                    f"{hits}/{n} vs chance {chance:.2f}")
+
+
+def not_checkable(what: str, why: str) -> Evidence:
+    return Evidence(what, "scale", NOT_CHECKABLE, note=why)
+
+
+@dataclass
+class Precondition:
+    """A regime the claim presumes, checked on the same runs (e.g. 'the iid oracle is an
+    upper bound'). It counts as violated only when the evidence supports the violation."""
+
+    name: str
+    evidence: list[Evidence] = field(default_factory=list)
+
+    @property
+    def violated(self) -> bool:
+        return any(e.status == FAILS for e in self.evidence)
+
+
+def combine(parts: Iterable[Evidence], preconditions: Iterable[Precondition] = (),
+            summary: str = "") -> Verdict:
+    """All parts hold -> holds; any part fails -> does not hold; otherwise inconclusive.
+    Parts not checkable at this scale are listed but do not decide; a violated precondition
+    makes the whole claim not checkable."""
+    parts, preconditions = list(parts), list(preconditions)
+    broken = [p for p in preconditions if p.violated]
+    checked = [e for e in parts if e.status != NOT_CHECKABLE]
+    pre_evidence = [e for p in preconditions for e in p.evidence]
+    if broken:
+        status = NOT_CHECKABLE
+        head = "not checkable at this scale: " + "; ".join(
+            f"precondition '{p.name}' fails" for p in broken)
+    elif not checked:
+        status = NOT_CHECKABLE
+        head = "not checkable at this scale"
+    elif any(e.status == FAILS for e in checked):
+        status, head = FAILS, ""
+    elif any(e.status == INCONCLUSIVE for e in checked):
+        status, head = INCONCLUSIVE, "the seeds cannot tell"
+    else:
+        status, head = HOLDS, ""
+    lines = [x for x in (head, summary) if x]
+    lines += [e.text() for e in parts]
+    if pre_evidence:
+        lines += ["precondition " + e.text() for e in pre_evidence]
+    rules = sorted({e.rule.split(" ")[0] for e in parts + pre_evidence})
+    return Verdict(status, "\n".join(lines), evidence=[e.to_json() for e in parts],
+                   preconditions=[{"name": p.name, "violated": p.violated,
+                                   "evidence": [e.to_json() for e in p.evidence]}
+                                  for p in preconditions],
+                   rule=", ".join(rules))
+
+
+def inconclusive(what: str, why: str) -> Verdict:
+    return Verdict(INCONCLUSIVE, f"{what}: {why}", rule="missing")

@@ -1,0 +1,54 @@
+"""Hyperparameter declarations: read without importing torch, checked before any job."""
+
+import subprocess
+import sys
+
+import pytest
+
+from clrepro import config as cfg
+from clrepro import plan
+from clrepro.methods import METHODS, catalog
+from clrepro.papers import get_paper
+from clrepro import train
+
+
+def declared_at_runtime(cls):
+    required, optional = {}, {}
+    for klass in reversed(cls.__mro__):
+        required.update(klass.__dict__.get("hyperparameters", {}))
+        optional.update(klass.__dict__.get("optional_hyperparameters", {}))
+    return required, optional
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_the_source_reading_agrees_with_the_classes(name):
+    required, optional = declared_at_runtime(METHODS[name])
+    assert METHODS[name].trainer == "online"
+    required = {**train.TRAINER_KEYS, **required}
+    optional = {k: v for k, v in {**train.TRAINER_OPTIONAL, **optional}.items() if k not in required}
+    assert catalog.method_keys(name) == (required, optional)
+
+
+def test_a_typo_or_a_missing_key_names_the_method_and_the_key(monkeypatch):
+    paper = get_paper("gem2017")
+    original = paper.hyperparams
+
+    def typo(spec, options):
+        hp = original(spec, options)
+        if spec.method == "gem":
+            hp["gem.margni"] = hp.pop("gem.margin")
+        return hp
+
+    monkeypatch.setattr(paper, "hyperparams", typo)
+    with pytest.raises(cfg.ConfigError) as err:
+        plan.build({"papers": ["gem2017"]})
+    message = str(err.value)
+    assert "method 'gem'" in message and "missing gem.margin" in message
+    assert "unknown gem.margni" in message
+
+
+def test_planning_reads_the_declarations_without_torch():
+    code = ("import sys; from clrepro.methods import catalog; catalog.method_keys('er_gmed'); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
