@@ -190,6 +190,48 @@ def cifar100(settings: DataSettings) -> RawData:
     return _load_cifar("cifar100", "CIFAR100", "fine_labels", 100, settings)
 
 
+# ----------------------------------------------------------------------------- SVHN
+
+SVHN_PARTS = ("train", "test")  # the "extra" split is not used (BLD spec §4.1)
+
+
+def svhn(settings: DataSettings) -> RawData:
+    """SVHN cropped digits (train 73,257 / test 26,032), torchvision's .mat files, md5-checked.
+    The .mat labels use 10 for the digit 0; they are mapped to 0 as torchvision does."""
+    import torchvision.datasets as tvd
+    from scipy.io import loadmat
+
+    folder = settings.dir / "svhn"
+    parts = {p: tvd.SVHN.split_list[p] for p in SVHN_PARTS}  # part -> (url, file name, md5)
+    missing = [name for _, name, _ in parts.values() if not (folder / name).is_file()]
+    download_error = None
+    if missing and settings.download:
+        for part, (_, name, _) in parts.items():
+            if name in missing:
+                try:
+                    tvd.SVHN(root=str(folder), split=part, download=True)
+                except Exception as exc:  # offline machines raise URLError here
+                    download_error = f"{type(exc).__name__}: {exc}"
+                    break
+        missing = [name for _, name, _ in parts.values() if not (folder / name).is_file()]
+    if missing:
+        urls = ", ".join(url for url, name, _ in parts.values() if name in missing)
+        raise _missing(f"Dataset 'svhn' not found: missing {', '.join(missing)} in {folder}.\n"
+                       f"Fix: download {urls} into {folder}", settings, download_error)
+    if settings.verify_checksums:
+        for _, name, md5 in parts.values():
+            if _md5(folder / name) != md5:
+                raise ChecksumError(f"{folder / name} does not match the published md5 {md5}. "
+                                    f"Download it again, or set data.verify_checksums: false.")
+    arrays = {}
+    for part, (_, name, _) in parts.items():
+        mat = loadmat(folder / name)
+        arrays[part] = (torch.from_numpy(np.ascontiguousarray(mat["X"].transpose(3, 2, 0, 1))),
+                        torch.from_numpy(mat["y"].astype(np.int64).flatten() % 10))
+    return RawData("svhn", *arrays["train"], *arrays["test"], 10, origin=str(folder),
+                   files={name: md5 for _, name, md5 in parts.values()})
+
+
 # ----------------------------------------------------------------------------- mini-ImageNet
 
 MINI_SIDE = 84
@@ -317,6 +359,7 @@ SOURCES: dict[str, tuple[Callable[[DataSettings], RawData], tuple[int, int, int]
     "fashion_mnist": (fashion_mnist, (1, 28, 28), 10),
     "cifar10": (cifar10, (3, 32, 32), 10),
     "cifar100": (cifar100, (3, 32, 32), 100),
+    "svhn": (svhn, (3, 32, 32), 10),
     "digits": (digits, (1, 8, 8), 10),
     "miniimagenet": (miniimagenet, (3, 84, 84), 100),
 }

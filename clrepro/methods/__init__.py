@@ -7,7 +7,8 @@ module (registering them) on first use; importing a submodule alone, such as the
 
 import importlib
 
-_FAMILIES = ("agem", "baselines", "bgd", "ewc", "gem", "gmed", "gss", "hal", "icarl", "replay")
+_FAMILIES = ("agem", "baselines", "bgd", "bld", "ewc", "gem", "gmed", "gss", "hal", "icarl",
+             "lwf", "replay", "views")
 _EXPORTS = ("METHODS", "Context", "Method", "get_method", "register")
 
 

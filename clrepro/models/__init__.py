@@ -10,7 +10,9 @@ import torch.nn as nn
 from clrepro.models.mlp import MLP, MultimodalMLP
 from clrepro.models.resnet import ReducedResNet18
 
-MODELS = {"mlp": MLP, "multimodal_mlp": MultimodalMLP, "resnet18_reduced": ReducedResNet18}
+# "resnet18" is the same CIFAR-style network at the full width (nf = 64) BLD uses
+MODELS = {"mlp": MLP, "multimodal_mlp": MultimodalMLP, "resnet18_reduced": ReducedResNet18,
+          "resnet18": ReducedResNet18}
 
 
 def build_model(spec: dict[str, Any], input_shape: tuple[int, int, int], n_outputs: int,

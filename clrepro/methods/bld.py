@@ -1,0 +1,144 @@
+"""Batch-level Distillation (Fini et al. 2020, Algorithms 1-2) and its two ablations.
+
+Per incoming batch B of task t, with views A_1..A_V regenerated from their seeds:
+
+  warm-up (Alg. 1):  bank Y^o_k = softmax(phi_o(A_k(B); theta) / tau) for every old head o;
+                     G_w = 1/V sum_k grad H(phi_t(A_k(B)), y);  theta' = theta - alpha_w G_w
+  joint (Alg. 2, `bld.joint_steps` times, each at the current parameters):
+                     G_j = 1/V sum_k grad sum_o H(softmax(phi_o(A_k(B)) / tau), Y^o_k)   (Eq. 2)
+                     G_j^(l) <- lambda ||G_w^(l)|| / ||G_j^(l)|| G_j^(l)   for every layer l
+                     G_j <- G_j + 1/V sum_k grad H(phi_t(A_k(B)), y);  theta <- theta - alpha_j G_j
+
+The bank is the only memory kept while the batch is processed and is released after it:
+|B| x V x (old-head outputs) float32 values. A layer whose warm-up or distillation gradient
+norm is 0 gets no distillation gradient (0/0 := 0). On the first task there is no old head,
+so only the cross-entropy steps remain.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from clrepro.methods.base import register
+from clrepro.methods.views import ViewMethod
+
+GRANULARITIES = ("tensor", "module", "global")
+
+
+def layer_groups(model: torch.nn.Module, granularity: str) -> list[list[int]]:
+    """Indices (into model.parameters()) of the parameters that share one norm: each tensor,
+    each module's parameters together, or all of them (`bld.norm_granularity`, D8)."""
+    names = [n for n, _ in model.named_parameters()]
+    if granularity == "tensor":
+        return [[i] for i in range(len(names))]
+    if granularity == "global":
+        return [list(range(len(names)))]
+    if granularity != "module":
+        raise ValueError(f"bld.norm_granularity must be one of {GRANULARITIES}")
+    groups: dict[str, list[int]] = {}
+    for i, n in enumerate(names):
+        groups.setdefault(n.rpartition(".")[0], []).append(i)
+    return list(groups.values())
+
+
+def group_norms(grads: list[torch.Tensor], groups: list[list[int]]) -> list[torch.Tensor]:
+    return [torch.sqrt(sum(grads[i].pow(2).sum() for i in g)) for g in groups]
+
+
+def balance(g_dist: list[torch.Tensor], warm_norms: list[torch.Tensor], groups: list[list[int]],
+            lam: float) -> list[torch.Tensor]:
+    """G_j^(l) <- lam ||G_w^(l)|| / ||G_j^(l)|| G_j^(l) per group (Alg. 2); 0 where either
+    norm is 0."""
+    out = list(g_dist)
+    for group, warm, dist in zip(groups, warm_norms, group_norms(g_dist, groups)):
+        scale = torch.where((warm > 0) & (dist > 0), lam * warm / dist.clamp(min=1e-30),
+                            torch.zeros_like(dist))
+        for i in group:
+            out[i] = g_dist[i] * scale
+    return out
+
+
+@register
+class BLD(ViewMethod):
+    """BLD (Algorithms 1-2): warm-up, probability bank, joint steps with per-layer gradient
+    balancing. Ablations override `joint`: No-balancing replaces the ratio by 1, Alternated
+    alternates distillation-only and cross-entropy-only steps."""
+
+    name = "bld"
+    hyperparameters = {
+        "bld.lambda": "gradient-balancing factor lambda",
+        "bld.tau": "softmax temperature of the old heads' predictions",
+        "bld.lr_warmup": "warm-up learning rate alpha_w",
+        "bld.joint_steps": "joint-training iterations per batch",
+        "bld.norm_granularity": "tensor | module | global (D8)",
+    }
+
+    def __init__(self, ctx, hp):
+        super().__init__(ctx, hp)
+        self.groups = layer_groups(self.model, hp["bld.norm_granularity"])
+
+    def observe(self, x, y, tasks):
+        views = self.views(self.step)
+        bank: list[list[torch.Tensor]] = []  # per view: the old heads' predictions
+
+        def warm_up_loss(out, k):
+            if self.old_heads:
+                bank.append([F.softmax(out[:, h].detach() / self.hp["bld.tau"], dim=1)
+                             for h in self.old_heads])
+            return self.new_task_loss(out, y)
+
+        (g_warm,) = self.view_gradients(x, [warm_up_loss], views)
+        self.hold_during_batch(*(p for view in bank for p in view))
+        warm_norms = group_norms(g_warm, self.groups)
+        self.descend(g_warm, self.hp["bld.lr_warmup"])
+        for _ in range(self.hp["bld.joint_steps"]):
+            self.joint(x, y, views, bank, warm_norms)
+
+    def distillation_loss(self, out: torch.Tensor, predictions: list[torch.Tensor]) -> torch.Tensor:
+        """sum_o H(softmax(phi_o(v') / tau), Y^o) = -sum_o sum_b Y^o_b log softmax(...) (Eq. 2)."""
+        tau = self.hp["bld.tau"]
+        return sum(self.reduce(-(target * F.log_softmax(out[:, h] / tau, dim=1)).sum(1))
+                   for h, target in zip(self.old_heads, predictions))
+
+    def joint(self, x, y, views, bank, warm_norms) -> None:
+        if not bank:  # first task: cross-entropy only
+            (g_ce,) = self.view_gradients(x, [lambda out, k: self.new_task_loss(out, y)], views)
+            self.descend(g_ce, self.hp["lr"])
+            return
+        g_dist, g_ce = self.view_gradients(
+            x, [lambda out, k: self.distillation_loss(out, bank[k]),
+                lambda out, k: self.new_task_loss(out, y)], views)
+        g_dist = self.weigh(g_dist, warm_norms)
+        self.descend([d + c for d, c in zip(g_dist, g_ce)], self.hp["lr"])
+
+    def weigh(self, g_dist, warm_norms):
+        return balance(g_dist, warm_norms, self.groups, self.hp["bld.lambda"])
+
+
+@register
+class BLDNoBalancing(BLD):
+    """No-balancing (BLD Table 5): the full model with ||G_w|| / ||G_j|| replaced by 1,
+    i.e. G_j <- lambda G_j."""
+
+    name = "bld_no_balancing"
+
+    def weigh(self, g_dist, warm_norms):
+        return [self.hp["bld.lambda"] * g for g in g_dist]
+
+
+@register
+class BLDAlternated(BLD):
+    """Alternated (BLD Table 5): no joint update. After the warm-up, each of the
+    `bld.joint_steps` rounds takes a distillation-only step (balanced per layer as in the
+    full model) and then a cross-entropy-only step, each at alpha_j (suite default)."""
+
+    name = "bld_alternated"
+
+    def joint(self, x, y, views, bank, warm_norms) -> None:
+        if bank:
+            (g_dist,) = self.view_gradients(x, [lambda out, k: self.distillation_loss(out, bank[k])],
+                                            views)
+            self.descend(self.weigh(g_dist, warm_norms), self.hp["lr"])
+        (g_ce,) = self.view_gradients(x, [lambda out, k: self.new_task_loss(out, y)], views)
+        self.descend(g_ce, self.hp["lr"])

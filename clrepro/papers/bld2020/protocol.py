@@ -1,0 +1,152 @@
+"""BLD (Fini et al., ECCV 2020): benchmarks and hyperparameters (spec bld-2020.md §4-§6).
+
+Memory-constrained online CL: task-aware heads, one pass in batches of 20 images, each
+transformed into regenerable views. The paper gives alpha_j = 1e-4, alpha_w = 1e-6,
+lambda = 2, 2 joint steps, 50 views; everything else is a suite default of the spec
+(temperature, augmentation, L2 weight, LwF epochs, split seeds). There is no official code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clrepro.data.definitions import BenchmarkDef
+from clrepro.spec import RunSpec
+
+PROTOCOL_VERSION = 1
+
+OPTION_DEFAULTS: dict[str, Any] = {
+    # D6: sgd (Algorithms 1-2) | adam (lr 1e-4, labelled deviation) | auto: sgd at full scale,
+    # adam for the quick stand-ins, whose few hundred steps at 1e-4 cannot fit a ResNet by SGD
+    "bld.optimizer": "auto",
+    "bld.norm_granularity": "tensor",  # D8: tensor | module | global
+    "bld.batch_views": False,  # D9: views as separate passes (paper) or stacked
+    "bld.batch_reduction": "sum",  # D10: Eqs. 1-2 sum over the batch | mean
+    "split.fixed": False,  # true: one class-to-task split (data seed) for every run
+    "finetune.steps": 2,  # Finetune's updates per batch (suite default: BLD's two joint steps)
+    "data_seed": 0,
+}
+
+LR = 1e-4  # alpha_j, and every baseline's learning rate (§4.1)
+LR_WARMUP = 1e-6  # alpha_w = 1e-2 alpha_j
+LAMBDA = 2.0
+TAU = 2.0  # suite default (D7)
+JOINT_STEPS = 2
+BATCH = 20
+OFFLINE_BATCH = 500
+L2_MU = 1.0  # suite default (D7)
+LWF_WEIGHT, LWF_TAU = 1.0, 2.0  # suite defaults (D7)
+VIEWS = {"full": 50, "quick": 3, "smoke": 2}
+WIDTH = {"full": 64, "quick": 8, "smoke": 4}  # ResNet-18 base width
+# offline LwF epochs: MNIST 5-task 10 and CIFAR-10 2-task 120 (paper); the rest suite defaults
+OFFLINE_EPOCHS = {("mnist", 2): 10, ("mnist", 5): 10, ("cifar10", 2): 120, ("cifar10", 5): 60,
+                  ("svhn", 2): 30, ("svhn", 5): 30}
+QUICK_OFFLINE_EPOCHS = {"quick": 5, "smoke": 2}
+# §4.3 suite defaults: crop 32 after 4-pixel padding, rotation ±15°, flips for CIFAR-10 only,
+# colour jitter 0.2 for CIFAR-10 and SVHN
+AUGMENT = {"mnist": {"crop_pad": 4, "rotate": 15.0},
+           "cifar10": {"crop_pad": 4, "flip": True, "rotate": 15.0, "jitter": 0.2},
+           "svhn": {"crop_pad": 4, "rotate": 15.0, "jitter": 0.2}}
+
+DATASETS = ("mnist", "cifar10", "svhn")
+STAND_INS = {"mnist": "digits", "cifar10": "fmnist"}  # quick data (spec §6); SVHN has none
+METHODS = ("mc_finetune", "batch_l2", "bld", "lwf_single", "lwf_offline")
+ABLATIONS = ("bld_alternated", "bld_no_balancing")
+METHOD_OF = {"lwf_single": "lwf", "lwf_offline": "lwf"}  # table rows -> registered methods
+
+
+def bench_name(dataset: str, tasks: int, scale: str) -> str | None:
+    if scale == "full":
+        return f"split_{dataset}_{tasks}t@bld2020"
+    if scale == "smoke" and dataset != "mnist":  # smoke only checks that the pipeline runs
+        return None
+    stand_in = STAND_INS.get(dataset)
+    return f"split_{stand_in}_{tasks}t@bld2020.{scale}" if stand_in else None
+
+
+def parse(benchmark: str) -> tuple[str, int, str]:
+    """(dataset the benchmark stands for, tasks, scale)."""
+    base, _, suffix = benchmark.partition("@")
+    _, name, tasks = base.split("_")
+    scale = suffix.split(".")[1] if "." in suffix else "full"
+    dataset = next((d for d, s in STAND_INS.items() if s == name), name) if scale != "full" else name
+    return dataset, int(tasks.rstrip("t")), scale
+
+
+def benchmarks(scale: str, options: dict[str, Any]) -> dict[str, BenchmarkDef]:
+    order = "shuffled" if options["split.fixed"] else "run"
+    common = dict(kind="split", scenario="task_incremental", class_order=order,
+                  data_seed=options["data_seed"], image_size=32, channels=3)
+    defs = []
+    for tasks in (2, 5):
+        k = 10 // tasks
+        if scale == "full":
+            defs += [BenchmarkDef(bench_name("mnist", tasks, scale), "mnist", n_tasks=tasks,
+                                  classes_per_task=k, resize="pad", **common),
+                     BenchmarkDef(bench_name("cifar10", tasks, scale), "cifar10", n_tasks=tasks,
+                                  classes_per_task=k, **common),
+                     BenchmarkDef(bench_name("svhn", tasks, scale), "svhn", n_tasks=tasks,
+                                  classes_per_task=k, **common)]
+            continue
+        smoke = scale == "smoke"
+        n = 2 if smoke else tasks  # smoke: at most 2 tasks (spec §1.3)
+        stand_ins = [
+            # sklearn digits: 80/20 per class (seed 0), 8x8 upsampled to 32x32 (spec §6)
+            BenchmarkDef(bench_name("mnist", tasks, scale), "digits", n_tasks=n, classes_per_task=k,
+                         test_fraction=0.2, resize="bilinear", quick=True,
+                         train_per_class=10 if smoke else None, **{**common, "image_size": 16}),
+            # Fashion-MNIST: at most 1,000 training images per task (a fixed subset per class)
+            BenchmarkDef(bench_name("cifar10", tasks, scale), "fashion_mnist", n_tasks=n,
+                         classes_per_task=k, train_per_class=(20 if smoke else 200) // k,
+                         resize="area", quick=True, **{**common, "image_size": 16}),
+        ]
+        defs += [d for d in stand_ins if d.name in (bench_name("mnist", tasks, scale),
+                                                    bench_name("cifar10", tasks, scale))]
+    return {d.name: d for d in defs}
+
+
+def model_spec(scale: str) -> dict[str, Any]:
+    """CIFAR-style ResNet-18 (3x3 stem, no max-pool, 4x4 pooling of the last stage), one
+    output per class of all tasks (head t = its classes), normalising its input first."""
+    return {"name": "resnet18", "nf": WIDTH[scale], "normalize": True}
+
+
+def offline_epochs(dataset: str, tasks: int, scale: str) -> int:
+    return OFFLINE_EPOCHS[(dataset, tasks)] if scale == "full" else QUICK_OFFLINE_EPOCHS[scale]
+
+
+def hyperparams(spec: RunSpec, options: dict[str, Any]) -> dict[str, Any]:
+    dataset, tasks, scale = parse(spec.benchmark)
+    offline = spec.method == "lwf" and spec.epochs > 1
+    hp: dict[str, Any] = {
+        "paper": "bld2020", "protocol_version": PROTOCOL_VERSION, "method": spec.method,
+        "lr": LR, "batch_size": OFFLINE_BATCH if offline else BATCH,
+        "eval_every": 10**9, "eval_batch_size": 500, "checkpoint_every": 100,
+        "model": model_spec(scale),
+        "augment": {"views": 1 if offline else VIEWS[scale], **AUGMENT[dataset]},
+        "bld.batch_reduction": options["bld.batch_reduction"],
+        "bld.batch_views": options["bld.batch_views"],
+    }
+    optimizer = options["bld.optimizer"]
+    if optimizer == "adam" or (optimizer == "auto" and scale != "full"):
+        hp["optimizer"] = {"name": "adam"}
+    if spec.method in ("batch_l2", "bld", *ABLATIONS):
+        hp.update({"bld.lr_warmup": LR_WARMUP, "bld.joint_steps": JOINT_STEPS})
+    if spec.method in ("bld", *ABLATIONS):
+        hp.update({"bld.lambda": LAMBDA, "bld.tau": TAU,
+                   "bld.norm_granularity": options["bld.norm_granularity"]})
+    elif spec.method == "batch_l2":
+        hp["l2.mu"] = L2_MU
+    elif spec.method == "mc_finetune":
+        hp["finetune.steps"] = options["finetune.steps"]
+    elif spec.method == "lwf":
+        hp.update({"lwf.weight": LWF_WEIGHT, "lwf.tau": LWF_TAU})
+    return hp
+
+
+def resources(spec: RunSpec) -> dict[str, Any]:
+    """ResNet-18 runs want a GPU at full scale; the quick stand-ins (width 8) run on the CPU."""
+    dataset, tasks, scale = parse(spec.benchmark)
+    if scale != "full":
+        return {"gpu": False, "threads": 1, "mem_mb": 2000, "runtime": 30}
+    return {"gpu": True, "threads": 4, "mem_mb": 16000, "runtime": 240 if spec.epochs > 1 else 480}

@@ -1,0 +1,203 @@
+"""BLD (Fini et al. 2020): regenerated views, per-layer balancing, the probability bank,
+memory accounting (spec §4.8) and L2's penalty."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from clrepro.augment import Augmentation, Views
+from clrepro.methods import METHODS, Context
+from clrepro.methods.base import TaskStream
+from clrepro.methods.bld import balance, group_norms, layer_groups
+from clrepro.models import build_model, n_parameters
+
+AUG = {"views": 4, "crop_pad": 2, "flip": True, "rotate": 15.0, "jitter": 0.2}
+
+
+def hp(**kw):
+    return {"lr": 1e-2, "model": {"name": "mlp", "hidden": [16], "init": "xavier"},
+            "batch_size": 20, "eval_every": 10**9, "augment": AUG, "bld.batch_reduction": "sum",
+            "bld.batch_views": False, "bld.lambda": 2.0, "bld.tau": 2.0, "bld.lr_warmup": 1e-3,
+            "bld.joint_steps": 2, "bld.norm_granularity": "tensor", "l2.mu": 1.0,
+            "finetune.steps": 2, "lwf.weight": 1.0, "lwf.tau": 2.0, **kw}
+
+
+def context(n_tasks=5, per_task=2, shape=(3, 8, 8), seed=0):
+    mask = torch.zeros(n_tasks, n_tasks * per_task, dtype=torch.bool)
+    for t in range(n_tasks):
+        mask[t, t * per_task:(t + 1) * per_task] = True
+    return Context(shape, n_tasks * per_task, n_tasks, mask, torch.device("cpu"),
+                   torch.Generator().manual_seed(seed), seed=seed)
+
+
+def batch(task, n=20, shape=(3, 8, 8), per_task=2):
+    g = torch.Generator().manual_seed(task)
+    return torch.rand(n, *shape, generator=g), task * per_task + torch.randint(0, per_task, (n,), generator=g)
+
+
+def test_views_are_regenerated_bit_identically_and_differ_between_batches():
+    views = Views(Augmentation(**AUG), seed=3)
+    x = torch.rand(5, 3, 8, 8)
+    first, again = views(7), views(7)
+    assert first == again
+    assert all(torch.equal(views.apply(x, a), views.apply(x, b)) for a, b in zip(first, again))
+    assert views(8) != first and Views(Augmentation(**AUG), seed=4)(7) != first
+    stacked = views.stacked(x, first)
+    assert torch.equal(stacked[5:10], views.apply(x, first[1]))
+
+
+def test_bld_feeds_the_same_views_to_the_warm_up_and_both_joint_steps(monkeypatch):
+    bld = METHODS["bld"](context(), hp())
+    for t in range(2):
+        bld.begin_task(t)
+    seen = []
+    real = bld.model.forward
+    monkeypatch.setattr(bld.model, "forward", lambda inp: seen.append(inp.clone()) or real(inp))
+    x, y = batch(1)
+    bld.step = 11
+    bld.observe(x, y, torch.ones_like(y))
+    views = len(seen) // 3  # warm-up, joint 1, joint 2: one forward per view each
+    assert views == AUG["views"]
+    for k in range(views):
+        assert torch.equal(seen[k], seen[views + k]) and torch.equal(seen[k], seen[2 * views + k])
+    assert not torch.equal(seen[0], seen[1])
+
+
+def test_per_layer_balancing_gives_lambda_times_the_warm_up_norm():
+    torch.manual_seed(0)
+    g_warm = [torch.randn(4, 3), torch.zeros(5), torch.randn(2)]
+    g_dist = [torch.randn(4, 3), torch.randn(5), torch.zeros(2)]
+    groups = [[0], [1], [2]]
+    out = balance(g_dist, group_norms(g_warm, groups), groups, lam=2.0)
+    assert out[0].norm().item() == pytest.approx(2.0 * g_warm[0].norm().item(), rel=1e-6)
+    assert torch.allclose(out[0] / out[0].norm(), g_dist[0] / g_dist[0].norm())  # direction kept
+    assert torch.count_nonzero(out[1]) == 0  # warm-up norm 0: no distillation gradient
+    assert torch.count_nonzero(out[2]) == 0 and torch.isfinite(out[2]).all()  # 0/0 := 0
+
+
+def test_norm_granularity_groups():
+    model = build_model({"name": "resnet18", "nf": 2}, (3, 8, 8), 4)
+    n = len(list(model.parameters()))
+    assert layer_groups(model, "tensor") == [[i] for i in range(n)]
+    assert layer_groups(model, "global") == [list(range(n))]
+    modules = layer_groups(model, "module")
+    assert sum(len(g) for g in modules) == n and any(len(g) == 2 for g in modules)  # BN w + b
+
+
+def test_bank_holds_batch_x_views_x_old_outputs_floats_spec_numbers():
+    """Spec §4.8: 20 images x 50 views x 8 old outputs x 4 B = 32 kB at the last of 5 tasks."""
+    bld = METHODS["bld"](context(), hp(augment={"views": 50}))
+    x, y = batch(4)
+    for t in range(5):
+        bld.begin_task(t)
+    bld.observe(x, y, torch.full_like(y, 4))
+    assert bld.memory_bytes() == {"intra_batch": 32_000, "inter_batch": 0, "data_storage": 0}
+    for name in ("bld_alternated", "bld_no_balancing"):
+        ablation = METHODS[name](context(), hp(augment={"views": 50}))
+        for t in range(5):
+            ablation.begin_task(t)
+        ablation.observe(x, y, torch.full_like(y, 4))
+        assert ablation.memory_bytes()["intra_batch"] == 32_000
+
+
+def test_lwf_and_l2_and_finetune_memory_follow_spec_4_8():
+    ctx = context(shape=(3, 32, 32))
+    # LwF at the last of 5 MNIST tasks: 12,000 images x 8 old outputs x 4 B = 384 kB
+    lwf = METHODS["lwf"](ctx, hp(augment={"views": 1}))
+    ctx.raw_image_bytes = 28 * 28  # MNIST as stored, before padding to 3x32x32
+    task = TaskStream(torch.zeros(12_000, 3, 32, 32, dtype=torch.uint8),
+                      torch.zeros(12_000, dtype=torch.long))
+    for t in range(5):
+        lwf.begin_task(t, task)
+    assert lwf.memory_bytes() == {"intra_batch": 384_000, "inter_batch": 384_000,
+                                  "data_storage": 12_000 * 784}
+    # L2: one float32 copy of the ResNet-18's parameters (about 44.7 MB)
+    full = {"name": "resnet18", "nf": 64}
+    l2 = METHODS["batch_l2"](ctx, hp(model=full, augment={"views": 1}))
+    l2.begin_task(0)
+    x, y = batch(0, n=2, shape=(3, 32, 32))
+    l2.observe(x, y, torch.zeros_like(y))
+    params = n_parameters(build_model(full, (3, 32, 32), 10))
+    assert l2.memory_bytes()["intra_batch"] == 4 * params
+    assert round(4 * params / 1e6, 1) == 44.7
+    finetune = METHODS["mc_finetune"](context(), hp())
+    finetune.begin_task(0)
+    finetune.observe(*batch(0), torch.zeros(20, dtype=torch.long))
+    assert finetune.memory_bytes() == {"intra_batch": 0, "inter_batch": 0, "data_storage": 0}
+
+
+def test_l2_penalty_gradient_by_hand():
+    l2 = METHODS["batch_l2"](context(), hp(**{"l2.mu": 0.5}))
+    anchor = [p.detach().clone() for p in l2.params]
+    with torch.no_grad():
+        for p in l2.params:
+            p.add_(0.1)
+    zeros = [torch.zeros_like(p) for p in l2.params]
+    penalised = l2.add_penalty(zeros, anchor)
+    for p, a, g in zip(l2.params, anchor, penalised):  # d/dθ mu ||θ - θ0||^2 = 2 mu (θ - θ0)
+        assert torch.allclose(g, 2 * 0.5 * (p.detach() - a))
+        assert torch.allclose(g, torch.full_like(g, 0.1), atol=1e-6)
+    # the same through autograd
+    p0 = l2.params[0]
+    loss = 0.5 * (p0 - anchor[0]).pow(2).sum()
+    (auto,) = torch.autograd.grad(loss, p0)
+    assert torch.allclose(auto, penalised[0])
+
+
+def test_first_task_has_no_distillation_and_sum_vs_mean_reduction():
+    bld = METHODS["bld"](context(), hp())
+    bld.begin_task(0)
+    x, y = batch(0)
+    before = [p.clone() for p in bld.params]
+    bld.observe(x, y, torch.zeros_like(y))
+    assert bld.memory_bytes()["intra_batch"] == 0  # no old head, no bank
+    assert any(not torch.equal(a, b) for a, b in zip(before, bld.params))
+    out = torch.randn(20, 10)
+    s = METHODS["mc_finetune"](context(), hp()).new_task_loss(out, y)
+    m = METHODS["mc_finetune"](context(), hp(**{"bld.batch_reduction": "mean"})).new_task_loss(out, y)
+    assert s.item() == pytest.approx(20 * m.item())
+    assert m.item() == pytest.approx(F.cross_entropy(out[:, :2], y).item())
+
+
+def test_lwf_distils_toward_predictions_stored_before_the_task():
+    lwf = METHODS["lwf"](context(n_tasks=2), hp(augment={"views": 1}))
+    lwf.begin_task(0)
+    x0, y0 = batch(0)
+    lwf.batch_ids = torch.arange(20)
+    lwf.observe(x0, y0, torch.zeros_like(y0))
+    x1, y1 = batch(1)
+    images = (x1 * 255).round().to(torch.uint8)
+    lwf.begin_task(1, TaskStream(images, y1))
+    with torch.no_grad():
+        expected = F.softmax(lwf.model(images.float() / 255)[:, :2] / 2.0, dim=1)
+    assert torch.allclose(lwf.targets, expected)
+
+
+def test_the_full_plan_has_170_runs_on_a_gpu_and_quick_runs_on_the_cpu():
+    from clrepro import plan
+
+    full = plan.build({"scale": "full", "papers": ["bld2020"]})
+    assert len(full.runs) == 170  # spec §7: 75 + 25 + 25 + 25 + 20
+    assert all(r.resources["gpu"] for r in full.runs.values())
+    bld = full.runs["results/runs/split_cifar10_5t@bld2020/bld/m0-e1/s4.json"].hp
+    assert (bld["lr"], bld["bld.lr_warmup"], bld["bld.lambda"], bld["augment"]["views"]) == \
+        (1e-4, 1e-6, 2.0, 50)
+    assert "optimizer" not in bld  # plain gradient descent, as Algorithms 1-2 write it
+    offline = full.runs["results/runs/split_cifar10_2t@bld2020/lwf/m0-e120-s0.json".replace("-s0", "/s0")]
+    assert offline.hp["batch_size"] == 500 and offline.hp["augment"]["views"] == 1
+    quick = plan.build({"papers": ["bld2020"]})
+    assert not any(r.resources["gpu"] for r in quick.runs.values())
+    assert all(r.hp["model"]["nf"] == 8 for r in quick.runs.values())
+
+
+def test_bad_bld_option_and_missing_svhn_are_named(tmp_path):
+    from clrepro import config as cfg
+    from clrepro import plan
+    from clrepro.data.definitions import DataSettings
+    from clrepro.data.sources import MissingDataError, svhn
+
+    with pytest.raises(cfg.ConfigError, match="bld.optimizer.*'adamw' is not one of"):
+        plan.build({"papers": ["bld2020"], "options": {"bld2020": {"bld.optimizer": "adamw"}}})
+    with pytest.raises(MissingDataError, match="train_32x32.mat, test_32x32.mat") as err:
+        svhn(DataSettings(dir=tmp_path, download=False))
+    assert str(tmp_path / "svhn") in str(err.value)

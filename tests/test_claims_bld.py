@@ -1,0 +1,94 @@
+"""BLD claims on hand-built run sets (quick scale: the digits and Fashion-MNIST stand-ins for
+MNIST and CIFAR-10; SVHN not run)."""
+
+import pytest
+
+from clrepro.papers.base import FAILS, HOLDS, INCONCLUSIVE, NOT_CHECKABLE
+from clrepro.papers.bld2020 import numbers as N
+from clrepro.papers.bld2020.protocol import parse
+from clrepro.papers.bld2020.runs import row_of
+
+from claim_worlds import check, jitter
+
+VIEWS, LAST_TASK = 3, 300
+
+
+def world(change=None):
+    def build(spec):
+        dataset, tasks, _ = parse(spec.benchmark)
+        row = row_of(spec)
+        accs = list(N.ACCURACY[(dataset, tasks)][row][0])
+        if change:
+            accs = change(row, dataset, tasks, accs)
+        if accs is None:
+            return None
+        accs = [a + jitter(spec, 0.05) for a in accs]
+        old = 10 - 10 // tasks
+        memory = {"intra_batch": 0, "inter_batch": 0, "data_storage": 0}
+        if row == "bld":
+            memory["intra_batch"] = 20 * VIEWS * old * 4
+        elif row.startswith("lwf"):
+            memory.update(intra_batch=LAST_TASK * old * 4, inter_batch=LAST_TASK * old * 4)
+        return {"R": [[a / 100 for a in accs]] * tasks, "memory_bytes": memory,
+                "hp": {"augment": {"views": VIEWS}},
+                "benchmark": {"tasks": [{"n_train": LAST_TASK}] * tasks}}
+    return build
+
+
+def cell(row, dataset, tasks, accs):
+    return lambda r, d, t, a: accs if (r, d, t) == (row, dataset, tasks) else a
+
+
+CONTRADICTIONS = {
+    "C1": cell("mc_finetune", "cifar10", 2, [95.0, 85.6]),
+    "C2": cell("bld", "mnist", 2, [99.0, 99.0]),
+    "C3": cell("bld", "mnist", 2, [70.0, 99.5]),
+    "C4": cell("bld", "mnist", 2, [75.0, 95.0]),
+    "C5": cell("batch_l2", "cifar10", 5, [95.0] * 5),
+    "C6": cell("lwf_single", "cifar10", 5, [70.0] * 5),
+    "C7": cell("bld", "mnist", 5, [100.0] * 5),
+    "C9": cell("bld_alternated", "cifar10", 5, [90.0] * 5),
+    "C10": cell("bld_alternated", "cifar10", 2, [80.0, 80.0]),
+}
+CLAIMS = [f"C{i}" for i in range(1, 11)]
+
+
+@pytest.mark.parametrize("claim", CLAIMS)
+def test_the_papers_numbers_make_each_claim_hold(claim, tmp_path):
+    verdict = check(tmp_path, "bld2020", claim, world())
+    assert verdict.status == HOLDS, verdict.detail
+
+
+@pytest.mark.parametrize("claim", sorted(CONTRADICTIONS))
+def test_a_contradiction_makes_it_fail(claim, tmp_path):
+    verdict = check(tmp_path, "bld2020", claim, world(CONTRADICTIONS[claim]))
+    assert verdict.status == FAILS, verdict.detail
+
+
+@pytest.mark.parametrize("claim", sorted(CONTRADICTIONS))
+def test_one_seed_is_inconclusive(claim, tmp_path):
+    assert check(tmp_path, "bld2020", claim, world(), seeds=[0]).status == INCONCLUSIVE
+
+
+def test_a_missing_method_is_inconclusive(tmp_path):
+    gone = world(lambda r, d, t, a: None if r == "bld" else a)
+    assert check(tmp_path, "bld2020", "C5", gone).status == INCONCLUSIVE
+
+
+def test_memory_accounting_is_exact_and_catches_a_wrong_measurement(tmp_path):
+    verdict = check(tmp_path, "bld2020", "C8", world())
+    assert verdict.status == HOLDS
+    assert any("Table" not in e["what"] and "MB" in e["what"] for e in verdict.evidence)
+
+    def wrong(spec):
+        m = world()(spec)
+        if row_of(spec) == "bld":
+            m["memory_bytes"]["intra_batch"] += 4
+        return m
+    assert check(tmp_path / "b", "bld2020", "C8", wrong).status == FAILS
+
+
+def test_a_network_that_learns_nothing_makes_accuracy_claims_not_checkable(tmp_path):
+    chance = lambda r, d, t, a: [100 * t / 10] * t if r == "mc_finetune" else a  # noqa: E731
+    verdict = check(tmp_path, "bld2020", "C1", world(chance))
+    assert verdict.status == NOT_CHECKABLE and "learns each task" in verdict.detail
