@@ -15,13 +15,16 @@ from clrepro.data import store
 from clrepro.data.benchmarks import materialize
 from clrepro.data.definitions import BenchmarkDef
 from clrepro.data.definitions import DataSettings
+from clrepro.data.tracks import materialize_track
 from clrepro.devices import choose_device
 from clrepro.fsutil import atomic_path, stable_hash
 from clrepro.plan import protocol_hash
 from clrepro.methods import get_method
+from clrepro.models.pretrained import weights_loader
 from clrepro.provenance import provenance
 from clrepro.results import RECORD_VERSION, write_record
 from clrepro.spec import RunSpec
+from clrepro.phases import train_phases
 from clrepro.train import train_run
 from clrepro.tuning import resolve as resolve_tuned
 
@@ -60,10 +63,23 @@ def run_job(desc: dict[str, Any], out: str | Path, prepared: str | Path, device:
              "" if threads == 1 else "s")
     log.info("hyperparameters: %s", hp)
     tensors = store.load_or_rebuild(defn, settings, Path(prepared))
-    bench = materialize(tensors, defn, spec.seed)
+    if defn.file_backed:
+        bench = materialize_track(tensors, defn, settings)
+        log.info("decoded %d training and %d evaluation images of %s", sum(
+            len(t.train_y) for t in bench.tasks), sum(len(y) for _, y in bench.eval_sets()),
+            defn.name)
+    else:
+        bench = materialize(tensors, defn, spec.seed)
     ckpt = checkpoint_path(out)
-    measured = train_run(bench, get_method(spec.method), hp, spec.seed, spec.epochs, dev,
-                         checkpoint=ckpt, desc=f"{spec.label} {spec.benchmark} s{spec.seed}")
+    method = get_method(spec.method)
+    weights_used: dict[str, dict[str, str]] = {}
+    desc_ = f"{spec.label} {spec.benchmark} s{spec.seed}"
+    if method.trainer == "phases":
+        measured = train_phases(bench, method, hp, spec.seed, spec.epochs, dev, checkpoint=ckpt,
+                                desc=desc_)
+    else:
+        measured = train_run(bench, method, hp, spec.seed, spec.epochs, dev, checkpoint=ckpt,
+                             desc=desc_, weights=weights_loader(settings, weights_used))
     artifacts = measured.pop("artifacts")
     if artifacts_out is not None:
         with atomic_path(artifacts_out) as tmp:
@@ -87,7 +103,7 @@ def run_job(desc: dict[str, Any], out: str | Path, prepared: str | Path, device:
         "benchmark": bench.manifest(),
         "metrics": summary,
         **measured,
-        "provenance": provenance(str(dev), threads),
+        "provenance": {**provenance(str(dev), threads), "weights": weights_used},
     }
     write_record(out, record)
     ckpt.unlink(missing_ok=True)

@@ -3,6 +3,7 @@
 
 - ReservoirMemory: task-free, class-agnostic reservoir sampling (GMED §3.2).
 - TaskRingMemory: the last m examples of each task (GEM; also HAL's episodic memory).
+- ClassBalancedMemory: a fixed number per class (DRL), with balanced retrieval (BER).
 """
 
 from __future__ import annotations
@@ -118,6 +119,89 @@ class TaskRingMemory:
 
     def state_dict(self) -> dict[str, Any]:
         return {"x": self.x, "y": self.y, "written": list(self.written), "pointer": self.pointer}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+class ClassBalancedMemory:
+    """Up to `per_class` examples of every class seen (DRL spec §4.3 suite default): a full
+    class has a random stored example of its own replaced by the newcomer, so the memory
+    stays balanced however unbalanced the stream is. Task ids are kept as metadata (BER can
+    balance over tasks instead of classes)."""
+
+    def __init__(self, per_class: int, input_shape: tuple[int, ...], device: torch.device,
+                 generator: torch.Generator):
+        self.per_class = per_class
+        self.gen = generator
+        self.input_shape = tuple(input_shape)
+        self.device = device
+        self.x = torch.zeros(0, *input_shape, device=device)
+        self.y = torch.zeros(0, dtype=torch.long, device=device)
+        self.t = torch.zeros(0, dtype=torch.long, device=device)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def add(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> None:
+        """Offer a batch in order: a class below its quota stores the example; a full class
+        replaces one of its per_class examples (stored or offered earlier in this batch)
+        chosen uniformly at random."""
+        stored: dict[int, torch.Tensor] = {}
+        appended: dict[int, list[int]] = {}  # class -> rows of this batch to append
+        for k, c in enumerate(y.tolist()):
+            if c not in stored:
+                stored[c] = torch.nonzero(self.y == c).flatten()
+            pending = appended.setdefault(c, [])
+            if len(stored[c]) + len(pending) < self.per_class:
+                pending.append(k)
+                continue
+            j = int(torch.randint(self.per_class, (1,), generator=self.gen))
+            if j < len(stored[c]):
+                slot = stored[c][j]
+                self.x[slot], self.y[slot], self.t[slot] = x[k], y[k], t[k]
+            else:
+                pending[j - len(stored[c])] = k
+        rows = [k for pending in appended.values() for k in pending]
+        if rows:
+            rows = torch.tensor(sorted(rows), device=x.device)
+            self.x = torch.cat([self.x, x[rows].to(self.x.dtype)])
+            self.y = torch.cat([self.y, y[rows]])
+            self.t = torch.cat([self.t, t[rows]])
+
+    def units(self, unit: str) -> torch.Tensor:
+        return self.y if unit == "class" else self.t
+
+    def balanced(self, k: int, unit: str = "class", include: set[int] | None = None) -> torch.Tensor:
+        """BER (Algorithm 1): k slots drawn evenly over the classes (or tasks) in memory, with
+        replacement within a unit; a remainder goes to randomly chosen units; with fewer
+        slots than units, a random subset of units (always including `include`) is used."""
+        labels = self.units(unit)
+        present = torch.unique(labels).tolist()
+        if not present:
+            return torch.zeros(0, dtype=torch.long, device=self.device)
+        order = torch.randperm(len(present), generator=self.gen).tolist()
+        present = [present[i] for i in order]
+        if k < len(present):
+            must = [u for u in present if include and u in include]
+            present = (must + [u for u in present if u not in must])[:k]
+        share = [k // len(present)] * len(present)
+        for i in range(k - sum(share)):
+            share[i] += 1  # the remainder to the first (randomly ordered) units
+        picks = []
+        for u, n in zip(present, share):
+            slots = torch.nonzero(labels == u).flatten()
+            picks.append(slots[torch.randint(len(slots), (n,), generator=self.gen).to(slots.device)])
+        return torch.cat(picks)
+
+    def uniform(self, k: int) -> torch.Tensor:
+        if len(self) <= k:
+            return torch.arange(len(self), device=self.device)
+        return torch.randperm(len(self), generator=self.gen)[:k].to(self.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"x": self.x, "y": self.y, "t": self.t}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key, value in state.items():

@@ -116,8 +116,10 @@ class Plan:
         raise KeyError(f"{path} is not a run of this configuration (scale {self.scale}); {hint}")
 
     def logs_artifacts(self, job: RunJob) -> bool:
-        """Runs that save tensors beside their record (GMED's edited memory, Figs. 5-6)."""
-        return bool(job.hp.get("gmed.log_edits"))
+        """Runs that save tensors beside their record (GMED's edited memory, Mnemonics'
+        exemplar features, DRL's pair similarities)."""
+        return bool(job.hp.get("gmed.log_edits") or job.hp.get("log.artifacts")
+                    or job.hp.get("similarity"))
 
     @property
     def logged(self) -> tuple[set[str], set[str]]:
@@ -176,7 +178,7 @@ def build(config: dict[str, Any]) -> Plan:
             known.append(artifact.id)
             if wanted != "all" and artifact.id not in wanted:
                 continue
-            specs = artifact.runs(plan.scale, cfg.seeds_for(config, key))
+            specs = artifact.runs(plan.scale, cfg.seeds_for(config, key), options)
             for spec in specs:
                 _add_run(plan, paper, options, benchmarks, spec)
             plan.artifacts[artifact.id] = ArtifactJob(

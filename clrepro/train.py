@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from clrepro.analysis import similarity
 from clrepro.data.benchmarks import Benchmark, derive_seed
 from clrepro.data.transforms import as_float
 from clrepro.fsutil import atomic_path, stable_hash
@@ -44,6 +45,9 @@ TRAINER_OPTIONAL = {
     "tasks_limit": "train on the first k tasks only (tuning)",
     "early_stopping": "stop a task's passes when validation accuracy stops improving",
     "iid.eval": "final | chunks: R rows of the iid stream (GEM D13)",
+    "eval.rows": "all (an R row after every task, and the initial row b) | last (final row only)",
+    "similarity": "{samples, per_class}: after the stream, pair similarities of that many test "
+                  "images (per class) saved as artifacts (DRL Figs. 1-2)",
 }
 
 
@@ -85,8 +89,7 @@ class Evaluator:
                  drop_last_quirk: bool, split: str = "test"):
         if split not in ("test", "val"):
             raise ValueError(f"eval_split must be test or val, got {split!r}")
-        self.tests = [(getattr(t, f"{split}_x").to(device), getattr(t, f"{split}_y").to(device))
-                      for t in bench.tasks]
+        self.tests = [(x.to(device), y.to(device)) for x, y in bench.eval_sets(split)]
         self.batch_size = batch_size
         self.drop_last_quirk = drop_last_quirk
         self.device = device
@@ -123,18 +126,20 @@ def _sync(device: torch.device) -> None:
 
 
 def make_context(bench: Benchmark, device: torch.device, seed: int, epochs: int,
-                 normalise: bool = False) -> Context:
+                 normalise: bool = False, weights=None) -> Context:
     mask = bench.class_mask().to(device) if bench.task_incremental else None
     gen = torch.Generator().manual_seed(derive_seed(seed, "method"))
     return Context(bench.input_shape, bench.n_classes, bench.n_tasks, mask, device, gen,
                    [len(t.train_y) * epochs for t in bench.tasks], seed,
-                   bench.input_norm() if normalise else None, bench.raw_image_bytes)
+                   bench.input_norm() if normalise else None, bench.raw_image_bytes,
+                   [t.classes.tolist() for t in bench.tasks], weights)
 
 
 def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], seed: int,
               epochs: int, device: torch.device, checkpoint: Path | None = None,
-              desc: str = "run") -> dict[str, Any]:
+              desc: str = "run", weights=None) -> dict[str, Any]:
     """Train one method on one benchmark stream; return the measured part of a record.
+    `weights`: pretrained state dicts by backbone name (Context.weights).
 
     Tuning runs (GMED §5.3) use hp `tasks_limit` (only the first k tasks), `eval_split` =
     val, and `early_stopping`: a task's further passes are skipped once the mean validation
@@ -143,7 +148,7 @@ def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], se
     if hp.get("tasks_limit"):
         bench = bench.first_tasks(hp["tasks_limit"])
     torch.manual_seed(derive_seed(seed, "init"))  # model initialisation
-    ctx = make_context(bench, device, seed, epochs, bool(hp["model"].get("normalize")))
+    ctx = make_context(bench, device, seed, epochs, bool(hp["model"].get("normalize")), weights)
     method = method_cls(ctx, hp)
     phases = build_phases(bench, method_cls.stream, epochs, seed)
     batch_size, eval_every = hp["batch_size"], hp["eval_every"]
@@ -176,8 +181,10 @@ def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], se
         state["eval_s"] = eval_before + evaluate.seconds
         _save(checkpoint, hp_hash, method, state)
 
+    # "last": R is the final row only (what accuracy-after-the-stream tables read)
+    last_row_only = hp.get("eval.rows", "all") == "last"
     if state["b"] is None:
-        state["b"] = evaluate(method)
+        state["b"] = [None] * len(evaluate.tests) if last_row_only else evaluate(method)
         state["curve"].append((0.0, 0, state["b"]))
 
     progress = Progress(sum(n_batches), desc)
@@ -254,12 +261,23 @@ def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], se
             method.end_task(task, task_stream(phase))
             _sync(device)
             state["train_s"] += time.perf_counter() - tick
+        following = _next_task(phases, p)
+        if last_row_only and following < len(phases):  # no evaluation until the last task
+            if not method.parameters_finite():
+                state["status"] = "diverged"
+                break
+            state["phase"], state["batch"], state["best"] = following, 0, -1.0
+            log.info("%s: task %d/%d done", desc, task + 1, bench.n_tasks)
+            if checkpoint is not None:
+                save()
+            continue
         accs = curve_point(p, n_batches[p])
         if not method.parameters_finite() or not all(math.isfinite(a) for a in accs):
             state["status"] = "diverged"
             break
-        state["R"].extend(_rows_for_phase(phase, accs, bench.n_tasks, chunk_ends))
-        state["phase"], state["batch"], state["best"] = _next_task(phases, p), 0, -1.0
+        rows = _rows_for_phase(phase, accs, bench.n_tasks, chunk_ends)
+        state["R"].extend(rows[-1:] if last_row_only else rows)
+        state["phase"], state["batch"], state["best"] = following, 0, -1.0
         if phase.task is not None:
             seen = accs[: phase.task + 1]
             log.info("%s: task %d/%d done, mean accuracy on seen tasks %.3f", desc,
@@ -282,8 +300,16 @@ def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], se
                     "resumed": state["resumed"]},
         "counters": method.counters,
         "memory_bytes": method.memory_bytes(),
-        "artifacts": method.artifacts() if state["status"] == "ok" else {},
+        "artifacts": _artifacts(method, hp, evaluate, seed) if state["status"] == "ok" else {},
     }
+
+
+def _artifacts(method: Method, hp: dict[str, Any], evaluate: Evaluator, seed: int) -> dict:
+    """What the method keeps for figures, plus the trainer's similarity study if asked."""
+    out = method.artifacts()
+    if hp.get("similarity"):
+        out.update(similarity.study(method.model, evaluate.tests, hp["similarity"], seed))
+    return out
 
 
 def _next_task(phases: list[Phase], p: int) -> int:

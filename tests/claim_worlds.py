@@ -13,6 +13,8 @@ import zlib
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
 from clrepro import plan as planning
 from clrepro.analysis.collect import RunSet
 from clrepro.papers import get_paper
@@ -69,6 +71,8 @@ def context(tmp: Path, paper_key: str, artifact_id: str, world: Callable[[RunSpe
         path = spec.path(tmp)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record(spec, paper_key, paper.protocol_version, metrics)))
+        if "artifacts" in metrics:  # tensors a logging run saves beside its record
+            torch.save(metrics["artifacts"], path.with_suffix(".artifacts.pt"))
     runs = RunSet(specs, tmp, paper.protocol_version)
     return Context(scale, runs, p.options[paper_key], paper)
 

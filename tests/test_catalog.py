@@ -9,7 +9,9 @@ from clrepro import config as cfg
 from clrepro import plan
 from clrepro.methods import METHODS, catalog
 from clrepro.papers import get_paper
-from clrepro import train
+from clrepro import phases, train
+
+TRAINERS = {"online": train, "phases": phases}
 
 
 def declared_at_runtime(cls):
@@ -23,9 +25,9 @@ def declared_at_runtime(cls):
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_the_source_reading_agrees_with_the_classes(name):
     required, optional = declared_at_runtime(METHODS[name])
-    assert METHODS[name].trainer == "online"
-    required = {**train.TRAINER_KEYS, **required}
-    optional = {k: v for k, v in {**train.TRAINER_OPTIONAL, **optional}.items() if k not in required}
+    trainer = TRAINERS[METHODS[name].trainer]
+    required = {**trainer.TRAINER_KEYS, **required}
+    optional = {k: v for k, v in {**trainer.TRAINER_OPTIONAL, **optional}.items() if k not in required}
     assert catalog.method_keys(name) == (required, optional)
 
 

@@ -8,7 +8,7 @@ from clrepro.methods import METHODS, Context
 from clrepro.methods.ewc import EWC
 from clrepro.methods.gem import GEM
 from clrepro.methods.grads import flat_grad, group_gradients
-from clrepro.methods.icarl import herding
+from clrepro.exemplars import herding
 from clrepro.models import build_model
 
 from conftest import tiny_benchmark
@@ -26,7 +26,9 @@ HP = {"lr": 0.05, "model": MLP, "memory": 30, "gem.margin": 0.5, "gem.margin_mod
       "augment": {"views": 2, "crop_pad": 2, "rotate": 10.0}, "bld.batch_reduction": "sum",
       "bld.batch_views": False, "bld.lambda": 2.0, "bld.tau": 2.0, "bld.lr_warmup": 1e-3,
       "bld.joint_steps": 2, "bld.norm_granularity": "tensor", "l2.mu": 1.0, "finetune.steps": 2,
-      "lwf.weight": 1.0, "lwf.tau": 2.0}
+      "lwf.weight": 1.0, "lwf.tau": 2.0, "replay.strategy": "ber", "replay.per_class": 5,
+      "drl.lambda": 0.01, "drl.form": "paper", "drl.norm": "pairs", "drl.layers": "default",
+      "ber.unit": "class"}
 
 
 def context(bench, seed=0):
@@ -48,7 +50,10 @@ def feed(method, bench, batches=3, batch_size=10):
 TASK_AWARE = {"icarl", "mc_finetune", "batch_l2", "bld", "bld_alternated", "bld_no_balancing", "lwf"}
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
+ONLINE = sorted(name for name, cls in METHODS.items() if cls.trainer == "online")
+
+
+@pytest.mark.parametrize("name", ONLINE)  # the phase trainer's methods: test_mnemonics.py
 def test_every_method_trains_and_predicts(name):
     kind, scenario = (("split", "task_incremental") if name in TASK_AWARE
                       else ("permuted", "domain_incremental"))

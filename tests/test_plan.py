@@ -15,7 +15,7 @@ def build(**config):
 def test_defaults_are_the_quick_preset():
     p = build()
     assert p.scale == "quick" and p.config["data"]["dir"] == "resources/raw"
-    assert p.config["papers"] == ["gem2017", "gmed2021", "bld2020"]
+    assert p.config["papers"] == ["gem2017", "gmed2021", "bld2020", "mnemonics2020", "drl2020"]
     gem = [r for r in p.runs.values() if r.paper == "gem2017"]
     assert len(gem) == 34 * 3  # spec §2: 34 quick configurations, here with 3 seeds each
     assert {r.spec.seed for r in gem} == {0, 1, 2}

@@ -137,3 +137,12 @@ def test_tuning_mode_uses_first_tasks_validation_and_early_stopping():
     per_pass = len(range(0, len(bench.tasks[0].train_y), 10))
     # with nothing learnt, accuracy never improves after the first pass: every task stops at 2
     assert lr0["timings"]["batches"] == 3 * 2 * per_pass
+
+
+def test_last_row_only_evaluates_once_and_matches_the_full_run():
+    full = run("single")
+    last = run("single", hp={"eval.rows": "last"})
+    assert last["R"] == full["R"][-1:] and last["b"] == [None] * 3
+    assert last["timings"]["eval_s"] < full["timings"]["eval_s"]
+    assert np.isnan(metrics.bwt(np.array(last["R"]))) and metrics.acc(np.array(last["R"])) == \
+        metrics.acc(np.array(full["R"]))

@@ -20,7 +20,8 @@ from clrepro.spec import RunSpec
 
 log = logging.getLogger("clrepro")
 
-METRIC_COLUMNS = ("acc", "bwt", "fwt", "learning_acc", "final_acc_weighted", "train_s", "eval_s")
+METRIC_COLUMNS = ("acc", "bwt", "fwt", "learning_acc", "final_acc_weighted", "avg_inc_acc",
+                  "forgetting", "train_s", "eval_s")
 
 
 class RunSet:

@@ -61,6 +61,11 @@ class Benchmark:
         return Benchmark(self.defn, self.tasks[:k], self.n_classes, self.input_shape,
                          self.raw_image_bytes)
 
+    def eval_sets(self, split: str = "test") -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """What evaluation measures: each task's set, or the one shared set of the stream."""
+        tasks = self.tasks[:1] if self.defn.shared_test else self.tasks
+        return [(getattr(t, f"{split}_x"), getattr(t, f"{split}_y")) for t in tasks]
+
     def input_norm(self) -> tuple[list[float], list[float]]:
         """Per-channel mean and std of all training images in [0, 1] (the per-dataset
         normalisation a network may apply as its first layer)."""
@@ -129,12 +134,18 @@ def _apply(defn: BenchmarkDef, x: torch.Tensor, param) -> torch.Tensor:
         return permute_pixels(x, param)
     if defn.kind == "rotated":
         return ROTATIONS[defn.interpolation](x, param)
+    if defn.kind == "environments":  # an acquisition condition: rotation and brightness
+        angle, brightness = (float(v) for v in param)
+        rotated = ROTATIONS[defn.interpolation](x, angle)
+        return (rotated.float() * brightness).round().clamp(0, 255).to(torch.uint8)
     return x
 
 
 def _info(defn: BenchmarkDef, param) -> dict[str, Any]:
     if defn.kind == "rotated":
         return {"angle": param}
+    if defn.kind == "environments":
+        return {"angle": float(param[0]), "brightness": float(param[1])}
     if defn.kind == "permuted":
         return {"permutation_sha256": hashlib.sha256(param.numpy().tobytes()).hexdigest()[:16],
                 "identity": bool(torch.equal(param, torch.arange(len(param))))}
@@ -152,14 +163,17 @@ def prepare(defn: BenchmarkDef, raw: RawData) -> dict[str, torch.Tensor]:
     if defn.test_fraction:
         raw = resplit(raw, defn.test_fraction, defn.data_seed)
 
+    if defn.kind in ("environments", "class_stream"):
+        return _prepare_stream(defn, raw, gen)
     if defn.kind == "split":
         order = (torch.randperm(raw.n_classes, generator=gen) if defn.class_order == "shuffled"
+                 else torch.tensor(defn.class_list) if defn.class_order == "list"
                  else torch.arange(raw.n_classes))
-        k = defn.classes_per_task
-        if k * defn.n_tasks > raw.n_classes:
-            raise ValueError(f"{defn.name}: {defn.n_tasks} tasks x {k} classes exceeds "
-                             f"{raw.n_classes} classes of {raw.name}")
-        task_classes = [order[t * k:(t + 1) * k].sort().values for t in range(defn.n_tasks)]
+        bounds = task_bounds(defn)
+        if bounds[-1] > len(order):
+            raise ValueError(f"{defn.name}: {defn.n_tasks} tasks need {bounds[-1]} classes; "
+                             f"{raw.name} has {raw.n_classes}")
+        task_classes = [order[a:b].sort().values for a, b in zip(bounds, bounds[1:])]
         if defn.class_order == "run":  # one slot per class; each run groups them into tasks
             task_classes = [torch.tensor([c]) for c in range(raw.n_classes)]
     else:
@@ -193,7 +207,8 @@ def prepare(defn: BenchmarkDef, raw: RawData) -> dict[str, torch.Tensor]:
             pool = pool[_draw(len(pool), defn.train_per_task, gen)]
         test = torch.nonzero(torch.isin(raw.test_y, classes)).flatten()
         if defn.test_draw == "data":
-            test = test[_draw(len(test), defn.test_per_task, gen).sort().values]
+            cap = defn.test_per_class if defn.class_order == "run" else defn.test_per_task
+            test = test[_draw(len(test), cap, gen).sort().values]
         out[f"classes/{t}"] = classes
         out[f"pool/{t}"] = pool
         out[f"val/{t}"] = val
@@ -205,6 +220,60 @@ def prepare(defn: BenchmarkDef, raw: RawData) -> dict[str, torch.Tensor]:
     if defn.class_order == "run":
         out["by_class"] = torch.tensor(1)
     return out
+
+
+def _prepare_stream(defn: BenchmarkDef, raw: RawData, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """The CORe50-like streams of the DRL stand-ins (spec §6), batches of disjoint images:
+
+    - environments (NI): every batch holds all classes, train_per_task images drawn without
+      replacement, and applies its own acquisition condition (a rotation and a brightness
+      scale fixed by the batch index);
+    - class_stream (NIC): every batch holds train_per_task images of one class; the class
+      sequence repeats every class equally often (at least twice) in a data-seed order.
+
+    The test set is shared: every test image of the classes, untransformed."""
+    out: dict[str, torch.Tensor] = {}
+    n = defn.n_tasks
+    if defn.kind == "environments":
+        order = torch.randperm(len(raw.train_y), generator=gen)
+        need = n * defn.train_per_task
+        if need > len(order):
+            raise ValueError(f"{defn.name}: {n} batches of {defn.train_per_task} exceed the data")
+        for t in range(n):
+            out[f"classes/{t}"] = torch.arange(raw.n_classes)
+            out[f"pool/{t}"] = order[t * defn.train_per_task:(t + 1) * defn.train_per_task]
+            angle = (t - defn.env_center) * defn.env_rotation
+            a, b = defn.env_brightness
+            out[f"param/{t}"] = torch.tensor([angle, a + b * t], dtype=torch.float64)
+    else:
+        repeats = -(-n // raw.n_classes)
+        if repeats < 2:
+            raise ValueError(f"{defn.name}: {n} batches cannot show each of {raw.n_classes} "
+                             f"classes twice")
+        sequence = torch.arange(raw.n_classes).repeat(repeats)[:n]
+        sequence = sequence[torch.randperm(n, generator=gen)]
+        members = {c: torch.nonzero(raw.train_y == c).flatten() for c in range(raw.n_classes)}
+        members = {c: m[torch.randperm(len(m), generator=gen)] for c, m in members.items()}
+        used = {c: 0 for c in members}
+        for t, c in enumerate(sequence.tolist()):
+            k = defn.train_per_task
+            if used[c] + k > len(members[c]):
+                raise ValueError(f"{defn.name}: class {c} has too few images for its batches")
+            out[f"classes/{t}"] = torch.tensor([c])
+            out[f"pool/{t}"] = members[c][used[c]:used[c] + k]
+            used[c] += k
+    for t in range(n):
+        out[f"val/{t}"] = torch.zeros(0, dtype=torch.long)
+        out[f"test/{t}"] = (torch.arange(len(raw.test_y)) if t == 0
+                            else torch.zeros(0, dtype=torch.long))
+    return _compact(out, raw, defn)
+
+
+def task_bounds(defn: BenchmarkDef) -> list[int]:
+    """Positions in the class order where each task starts (and the end): a first task of
+    first_task_classes (the base phase), then classes_per_task each."""
+    first = defn.first_task_classes or defn.classes_per_task
+    return [0] + [first + t * defn.classes_per_task for t in range(defn.n_tasks)]
 
 
 def resplit(raw: RawData, test_fraction: float, seed: int) -> RawData:
@@ -222,6 +291,20 @@ def resplit(raw: RawData, test_fraction: float, seed: int) -> RawData:
     train, test = torch.cat(train).sort().values, torch.cat(test).sort().values
     return RawData(raw.name, x[train], y[train], x[test], y[test], raw.n_classes,
                    origin=raw.origin, files=raw.files)
+
+
+def _remapped(prepared: dict[str, torch.Tensor], defn: BenchmarkDef) -> dict[str, torch.Tensor]:
+    """Labels (and the tasks' class lists) replaced by their position in the class order, as
+    class-incremental code does so that phase i's classes are outputs bounds[i]..bounds[i+1]."""
+    position = torch.full((int(prepared["n_classes"]),), -1, dtype=torch.long)
+    position[torch.tensor(defn.class_list)] = torch.arange(len(defn.class_list))
+    out = {**prepared, "n_classes": torch.tensor(len(defn.class_list))}
+    for key, value in prepared.items():
+        if key in ("train_y", "test_y") or key.startswith("test_y/"):
+            out[key] = position[value]
+        elif key.startswith("classes/"):
+            out[key] = position[value].sort().values
+    return out
 
 
 def _group_classes(prepared: dict[str, torch.Tensor], defn: BenchmarkDef, run_seed: int):
@@ -256,7 +339,7 @@ def _compact(index: dict[str, torch.Tensor], raw: RawData, defn: BenchmarkDef):
         elif key.startswith("test/") and fixed_tests:
             t = int(key.split("/")[1])
             x = raw.test_x[value]
-            if f"param/{t}" in index:
+            if f"param/{t}" in index and defn.kind != "environments":  # NI tests stay clean
                 x = _apply(defn, x, _param_value(index[f"param/{t}"]))
             out[f"test_x/{t}"], out[f"test_y/{t}"] = x.contiguous(), raw.test_y[value].clone()
         else:
@@ -275,6 +358,8 @@ def materialize(prepared: dict[str, torch.Tensor], defn: BenchmarkDef, run_seed:
     gen = torch.Generator().manual_seed(derive_seed(run_seed, "data"))
     if "by_class" in prepared:
         prepared = _group_classes(prepared, defn, run_seed)
+    if defn.remap_labels:
+        prepared = _remapped(prepared, defn)
     train_x, train_y = prepared["train_x"], prepared["train_y"]
     n_inputs = int(torch.tensor(train_x.shape[1:]).prod())
     tasks = []

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from clrepro.data.benchmarks import prepare
+from clrepro.data.tracks import describe, prepare_track
 from clrepro.data.definitions import BenchmarkDef
 from clrepro.data.definitions import FORMAT_VERSION, DataSettings
 from clrepro.data.sources import load_source
@@ -39,8 +40,15 @@ def definition_hash(defn: BenchmarkDef) -> str:
 
 def build(defn: BenchmarkDef, settings: DataSettings, tensor_path: Path) -> dict[str, Any]:
     """Prepare `defn` from its raw source and write tensors + manifest atomically."""
-    raw = load_source(defn.source, settings)
-    tensors = prepare(defn, raw)
+    if defn.file_backed:
+        tensors, track = prepare_track(defn, settings)
+        source = describe(track)
+    else:
+        raw = load_source(defn.source, settings)
+        tensors = prepare(defn, raw)
+        source = {"name": raw.name, "origin": raw.origin, "files_md5": raw.files,
+                  "train": len(raw.train_y), "test": len(raw.test_y),
+                  "image_shape": list(raw.image_shape), "n_classes": raw.n_classes}
     tensor_path = Path(tensor_path)
     buffer = io.BytesIO()  # saving to a buffer keeps the archive's inner name (and bytes) stable
     torch.save(tensors, buffer)
@@ -51,9 +59,7 @@ def build(defn: BenchmarkDef, settings: DataSettings, tensor_path: Path) -> dict
         "benchmark": defn.name,
         "definition": defn.to_dict(),
         "definition_hash": definition_hash(defn),
-        "source": {"name": raw.name, "origin": raw.origin, "files_md5": raw.files,
-                   "train": len(raw.train_y), "test": len(raw.test_y),
-                   "image_shape": list(raw.image_shape), "n_classes": raw.n_classes},
+        "source": source,
         "sizes": {k: list(v.shape) for k, v in tensors.items() if not k.startswith("param/")},
         "sha256": digest,
         "bytes": tensor_path.stat().st_size,

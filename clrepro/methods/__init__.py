@@ -7,8 +7,8 @@ module (registering them) on first use; importing a submodule alone, such as the
 
 import importlib
 
-_FAMILIES = ("agem", "baselines", "bgd", "bld", "ewc", "gem", "gmed", "gss", "hal", "icarl",
-             "lwf", "replay", "views")
+_FAMILIES = ("agem", "baselines", "bgd", "bic", "bld", "cil", "drl", "ewc", "gem", "gmed", "gss", "hal",
+             "icarl", "lucir", "lwf", "replay", "views")
 _EXPORTS = ("METHODS", "Context", "Method", "get_method", "register")
 
 

@@ -9,7 +9,7 @@ is listed in `state_attrs` (tensors, lists/dicts of tensors, numbers).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 import torch.nn as nn
@@ -34,6 +34,9 @@ class Context:
     seed: int = 0  # the run seed (regenerable augmentation derives its streams from it)
     input_norm: tuple[list[float], list[float]] | None = None  # per-channel mean, std of the data
     raw_image_bytes: int = 0  # bytes of one stored training image (data-storage accounting)
+    task_classes: list[list[int]] = field(default_factory=list)  # the classes of each task
+    # backbone name -> verified pretrained state dict (resolved by the job from data.weights)
+    weights: Callable[[str], dict[str, torch.Tensor]] | None = None
 
 
 @dataclass
@@ -88,7 +91,8 @@ class Method:
 
     def build_model(self, spec: dict[str, Any] | None = None, n_outputs: int | None = None):
         return build_model(spec or self.hp["model"], self.ctx.input_shape,
-                           n_outputs or self.ctx.n_classes, self.ctx.n_tasks, self.ctx.input_norm)
+                           n_outputs or self.ctx.n_classes, self.ctx.n_tasks, self.ctx.input_norm,
+                           self.ctx.weights)
 
     # -- the loop's interface --------------------------------------------------------
     # Before each observe the loop sets `self.step` (batches seen so far in the run) and
@@ -103,6 +107,17 @@ class Method:
 
     def observe(self, x: torch.Tensor, y: torch.Tensor, tasks: torch.Tensor) -> None:
         raise NotImplementedError
+
+    # phase trainer (clrepro.phases) only
+    def training_set(self, t: int, data: TaskStream) -> tuple[torch.Tensor, torch.Tensor]:
+        """What phase t trains on for its epochs: the task's data (methods add exemplars)."""
+        return data.x, data.y
+
+    def restore_structure(self, phase: int, stage: str) -> None:
+        """Rebuild the network as it was at `phase` (`stage`) before a checkpoint is loaded."""
+
+    def checkpoint(self) -> None:
+        """Save progress now (the phase trainer replaces this; long end_task work calls it)."""
 
     def end_task(self, t: int, data: TaskStream | None = None) -> None:
         """Task t's examples have all been seen (timed as training)."""

@@ -5,26 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from clrepro.exemplars import herding
 from clrepro.methods.base import Method, register
-
-
-def herding(features: torch.Tensor, n: int) -> torch.Tensor:
-    """iCaRL's exemplar selection (Rebuffi et al., Alg. 4): greedily pick the example whose
-    addition keeps the running mean of the chosen features closest to the class mean.
-    Returns indices into `features`, in selection order (so a prefix is a smaller set)."""
-    mean = features.mean(0)
-    n = min(n, len(features))
-    chosen: list[int] = []
-    running = torch.zeros_like(mean)
-    taken = torch.zeros(len(features), dtype=torch.bool, device=features.device)
-    for e in range(n):
-        cost = (mean - (running + features) / (e + 1)).norm(dim=1)
-        cost[taken] = float("inf")
-        i = int(cost.argmin())
-        chosen.append(i)
-        taken[i] = True
-        running += features[i]
-    return torch.tensor(chosen, dtype=torch.long, device=features.device)
 
 
 @register

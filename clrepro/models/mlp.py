@@ -41,6 +41,18 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
 
+    def representations(self, x: torch.Tensor, layers: str = "default") -> dict[str, torch.Tensor]:
+        """Every layer's output: the hidden layers after their ReLU, and the logits (the
+        layers DRL's loss and the similarity study of DRL Fig. 1 read; `layers` is
+        accepted for the pretrained backbones' choice and has one value here)."""
+        out, h = {}, x
+        for i, layer in enumerate(self.body):
+            h = layer(h)
+            if isinstance(layer, nn.ReLU):
+                out[f"hidden{len(out) + 1}"] = h
+        out["logits"] = self.head(h)
+        return out
+
 
 class MultimodalMLP(nn.Module):
     """GEM's "multimodal" baseline: a task-specific input layer (784 -> h per task), then
@@ -71,3 +83,31 @@ class MultimodalMLP(nn.Module):
                 h[rows] = self.inputs[t](x[rows])
         h = torch.relu(self.shared(torch.relu(h)))
         return self.head(h)
+
+
+class SmallCNN(nn.Module):
+    """The DRL quick stand-ins' network (spec §6): two 3x3 conv layers of 32 and 64 channels,
+    each followed by ReLU and 2x2 max-pooling, one hidden layer of 128 units, the output."""
+
+    takes_task = False
+
+    def __init__(self, input_shape: tuple[int, int, int], n_outputs: int, hidden: int = 128):
+        super().__init__()
+        c, h, w = input_shape
+        self.input_shape = tuple(input_shape)
+        self.convs = nn.Sequential(nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                   nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                   nn.Flatten())
+        self.hidden = nn.Sequential(nn.Linear(64 * (h // 4) * (w // 4), hidden), nn.ReLU())
+        self.head = nn.Linear(hidden, n_outputs)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.hidden(self.convs(x.reshape(len(x), *self.input_shape)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def representations(self, x: torch.Tensor, layers: str = "default") -> dict[str, torch.Tensor]:
+        """The hidden layer (after ReLU) and the logits."""
+        h = self.features(x)
+        return {"hidden": h, "logits": self.head(h)}

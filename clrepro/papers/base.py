@@ -89,7 +89,7 @@ class Artifact:
     title: str
     kind: str  # "table" | "figure"
     caption: str
-    runs: Callable[[str, list[int] | None], list[RunSpec]]  # (scale, config seeds) -> its runs
+    runs: Callable[..., list[RunSpec]]  # (scale, config seeds, options) -> the runs it reads
     render: Callable[[Context], "Rendered"]
     claims: list[Claim] = field(default_factory=list)
 

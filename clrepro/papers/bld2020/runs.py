@@ -37,34 +37,34 @@ def _grid(rows, datasets, tasks, scale, chosen) -> list[RunSpec]:
     return [s for s in specs if s is not None]
 
 
-def table1(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
+def table1(scale: str, chosen: list[int] | None = None, options: dict | None = None) -> list[RunSpec]:
     return _grid(METHODS, ("mnist", "cifar10", "svhn"), 2, scale, chosen)
 
 
-def table2(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
+def table2(scale: str, chosen: list[int] | None = None, options: dict | None = None) -> list[RunSpec]:
     return _grid(METHODS, ("mnist",), 5, scale, chosen)
 
 
-def table3(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
+def table3(scale: str, chosen: list[int] | None = None, options: dict | None = None) -> list[RunSpec]:
     return _grid(METHODS, ("cifar10",), 5, scale, chosen)
 
 
-def table4(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
+def table4(scale: str, chosen: list[int] | None = None, options: dict | None = None) -> list[RunSpec]:
     """SVHN 5-task; no offline stand-in, so quick runs none (memory columns are analytic)."""
     return _grid(METHODS, ("svhn",), 5, scale, chosen)
 
 
-def table5(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
+def table5(scale: str, chosen: list[int] | None = None, options: dict | None = None) -> list[RunSpec]:
     rows = ("mc_finetune", "batch_l2", "bld", *ABLATIONS)
     return _grid(rows, ("cifar10",), 2, scale, chosen) + _grid(rows, ("cifar10",), 5, scale, chosen)
 
 
-def table1_and_c7(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
+def table1_and_c7(scale: str, chosen: list[int] | None = None, options: dict | None = None) -> list[RunSpec]:
     """Table 1's runs, plus the 5-task runs that claim C7 ("every dataset and setting")
     also reads."""
     return table1(scale, chosen) + table2(scale, chosen) + table3(scale, chosen) + table4(scale, chosen)
 
 
-def table2_and_c5(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
+def table2_and_c5(scale: str, chosen: list[int] | None = None, options: dict | None = None) -> list[RunSpec]:
     """Table 2's runs, plus the other 5-task runs that claim C5 ("all three datasets") reads."""
     return table2(scale, chosen) + table3(scale, chosen) + table4(scale, chosen)

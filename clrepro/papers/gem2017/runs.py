@@ -44,13 +44,13 @@ def methods(fam: str) -> list[str]:
     return CIFAR_METHODS if fam == "cifar" else MNIST_METHODS
 
 
-def fig1a(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
+def fig1a(scale: str, chosen: list[int] | None = None, options: dict | None = None) -> list[RunSpec]:
     return [RunSpec(bench(scale, fam), m, seed, memory(scale, fam, m), 1, v)
             for fam in FAMILIES for m in methods(fam) for v in variants(scale, m)
             for seed in seeds(scale, chosen)]
 
 
-def table1(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
+def table1(scale: str, chosen: list[int] | None = None, options: dict | None = None) -> list[RunSpec]:
     return [r for r in fig1a(scale, chosen) if not r.benchmark.startswith(bench(scale, "cifar"))
             and not r.overrides]
 
@@ -61,7 +61,7 @@ def table2_memory(scale: str, method: str, size: int) -> int:
     return (size // t) * t if method == "gem" else size
 
 
-def table2(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
+def table2(scale: str, chosen: list[int] | None = None, options: dict | None = None) -> list[RunSpec]:
     out = []
     for size in SCALE[scale]["table2_sizes"]:
         for m in ("gem", "icarl"):
@@ -70,7 +70,7 @@ def table2(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
     return out
 
 
-def table3(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
+def table3(scale: str, chosen: list[int] | None = None, options: dict | None = None) -> list[RunSpec]:
     return [RunSpec(bench(scale, "rot"), m, seed, memory(scale, "rot", m), e, v)
             for e in SCALE[scale]["epochs"] for m in TABLE3_METHODS for v in variants(scale, m)
             for seed in seeds(scale, chosen)]

@@ -66,7 +66,7 @@ def label(run: RunSpec) -> str:
     return TITLES.get(run.method, run.method)
 
 
-def table2(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
+def table2(scale: str, chosen: list[int] | None = None, options: dict | None = None) -> list[RunSpec]:
     methods = TABLE2_METHODS if scale == "full" else QUICK_TABLE2
     return [spec(d, m, s, scale) for d in datasets(scale) for m in methods
             for s in seeds(scale, m, chosen)]
@@ -91,7 +91,7 @@ def random_edit_tuning(dataset: str, scale: str) -> list[RunSpec]:
     return [_tuning_run(dataset, scale, "er_random_edit", (("gmed.alpha", a),)) for a in alphas]
 
 
-def tuning(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
+def tuning(scale: str, chosen: list[int] | None = None, options: dict | None = None) -> list[RunSpec]:
     """§4.7: ER+GMED over the alpha x beta grid (quick and smoke: on Split MNIST's stand-in
     only, spec §6), and Random Edit over the alpha grid on every dataset (Table 3 needs it)."""
     alphas, betas = tuning_grid(scale)
@@ -109,21 +109,21 @@ def ablation_seeds(scale: str, chosen: list[int] | None) -> list[int]:
     return list(chosen) if chosen else list(range(10 if scale == "full" else (3 if scale == "quick" else 1)))
 
 
-def table3(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
+def table3(scale: str, chosen: list[int] | None = None, options: dict | None = None) -> list[RunSpec]:
     gmed = [spec(d, "er_gmed", s, scale) for d in datasets(scale)
             for s in seeds(scale, "er_gmed", chosen)]
     return gmed + [spec(d, m, s, scale) for d in datasets(scale)
                    for m in ("er_random_edit", "er_hindsight_edit") for s in ablation_seeds(scale, chosen)]
 
 
-def fig3(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
+def fig3(scale: str, chosen: list[int] | None = None, options: dict | None = None) -> list[RunSpec]:
     ds = [d for d in ("rot_mnist", "split_miniimagenet") if bench_name(d, scale)]
     tuned = [spec(d, "er_gmed", s, scale) for d in ds for s in seeds(scale, "er_gmed", chosen)]
     return tuned + [spec(d, "er_gmed", s, scale, overrides=(("gmed.beta", 0.0),))
                     for d in ds for s in seeds(scale, "er_gmed", chosen)]
 
 
-def fig4(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
+def fig4(scale: str, chosen: list[int] | None = None, options: dict | None = None) -> list[RunSpec]:
     ds = datasets(scale) if scale == "full" else ["split_mnist"]
     runs = []
     for d in ds:
@@ -133,6 +133,6 @@ def fig4(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
     return runs
 
 
-def edit_log(scale: str, chosen: list[int] | None = None) -> list[RunSpec]:
+def edit_log(scale: str, chosen: list[int] | None = None, options: dict | None = None) -> list[RunSpec]:
     """Figs. 5-6 read the edits of the first-seed ER+GMED run of Table 2 on Split MNIST."""
     return [spec("split_mnist", "er_gmed", seeds(scale, "er_gmed", chosen)[0], scale)]

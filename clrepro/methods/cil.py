@@ -1,0 +1,415 @@
+"""Class-incremental learning under the Mnemonics protocol (Liu et al. 2020, §3-§5), for the
+phase trainer (clrepro.phases): the machinery LwF, iCaRL, BiC and LUCIR share, and the first
+two of them.
+
+Per phase i the network's head covers the classes seen so far (phase 0: the base classes);
+it grows when a phase begins, and a frozen copy of the previous network is kept for
+distillation. The phase trains on D_i and the exemplars of every old class; at its end the
+new classes' exemplars are chosen by the exemplar strategy (clrepro.exemplars: random,
+herding, or mnemonics with old-exemplar adjustment), optionally followed by class-balanced
+fine-tuning on the exemplars alone. "X w/ ours" (Table 1) is X with mnemonics exemplars,
+weight transfer from phase 1 and balanced fine-tuning.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from clrepro import exemplars as ex
+from clrepro.data.benchmarks import derive_seed
+from clrepro.methods.base import Method, TaskStream, register
+from clrepro.models.lucir import weight_transfer
+from clrepro.optim import build_optimizer
+
+KINDS = ("random", "herding", "mnemonics")
+POLICIES = ("per_class", "fixed_total")
+
+
+def grow_linear(head: nn.Linear, n_new: int) -> nn.Linear:
+    """A linear head with n_new more outputs; the old rows and biases are kept."""
+    grown = nn.Linear(head.in_features, head.out_features + n_new).to(head.weight)
+    with torch.no_grad():
+        grown.weight[:head.out_features] = head.weight
+        grown.bias[:head.out_features] = head.bias
+    return grown
+
+
+def soft_distillation(logits: torch.Tensor, old_logits: torch.Tensor, tau: float) -> torch.Tensor:
+    """-sum_k pi_hat_k log pi_k over the old classes, softmaxes at temperature tau (Eq. 5 with
+    the soft targets, spec D7), mean over the batch."""
+    n_old = old_logits.shape[1]
+    target = F.softmax(old_logits / tau, dim=1)
+    return -(target * F.log_softmax(logits[:, :n_old] / tau, dim=1)).sum(1).mean()
+
+
+class ClassIncremental(Method):
+    """Shared machinery; subclasses define `head_kind` and `classification_loss`."""
+
+    trainer = "phases"
+    head_kind = "linear"
+    hyperparameters = {
+        "optimizer": "SGD with momentum and weight decay (§4.3)",
+        "exemplars.kind": "random | herding | mnemonics",
+        "exemplars.policy": "per_class (20 per class) | fixed_total (D1)",
+        "exemplars.per_class": "exemplars per class (per_class policy)",
+        "weight_transfer": "from phase 1: convs frozen, learnable scales (D11)",
+        "finetune.epochs": "class-balanced fine-tuning epochs on the exemplars (0: none)",
+        "finetune.lr": "its initial lr, halved every 10 epochs",
+        "finetune.batch_size": "its batch size",
+    }
+    optional_hyperparameters = {
+        "exemplars.total": "total exemplars of the fixed_total policy (2000)",
+        "mnemonics.outer_epochs": "exemplar-level epochs (Eq. 9)",
+        "mnemonics.inner_steps": "unrolled steps of the temporary model (Eq. 8)",
+        "mnemonics.inner_lr": "alpha_2",
+        "mnemonics.lr": "beta_1 = beta_2, halved every 10 epochs",
+        "mnemonics.truncate_k": "back-propagate through the last k inner steps only",
+        "mnemonics.adjust_old": "adjust old exemplars with A/B halves (Eq. 10)",
+        "mnemonics.init": "random | herding (D3)",
+        "mnemonics.mode": "bilevel | code_single_level (D2)",
+        "mnemonics.val_batch": "mini-batch of the validation pass over D_i",
+        "log.artifacts": "keep exemplar and real-image features per phase (Figs. 1 and 5)",
+    }
+    state_attrs = ("exemplars", "old_model", "end_state", "logged")
+    stored_data_attrs = ("exemplars",)
+
+    def __init__(self, ctx, hp):
+        self.phase_classes = ctx.task_classes  # output index = class id (labels remapped)
+        super().__init__(ctx, hp)
+        for key, valid in (("exemplars.kind", KINDS), ("exemplars.policy", POLICIES)):
+            if hp[key] not in valid:
+                raise ValueError(f"{key} must be one of {valid}")
+        self.exemplars: dict[int, torch.Tensor] = {}  # class -> images in rank order, float
+        self.old_model: nn.Module | None = None
+        self.end_state: dict = {}  # progress of a phase's end work (resumable)
+        self.logged: dict[str, torch.Tensor] = {}
+        self.gen = ctx.generator
+
+    # -- structure ----------------------------------------------------------------------
+    def make_model(self) -> nn.Module:
+        spec = {**self.hp["model"], "head": self.head_kind}
+        return self.build_model(spec, n_outputs=len(self.phase_classes[0]))
+
+    def seen(self, phase: int) -> int:
+        return sum(len(c) for c in self.phase_classes[:phase + 1])
+
+    def grow(self, phase: int) -> None:
+        """Phase `phase` begins: keep a frozen copy of the network, add the new classes'
+        outputs, transfer the weights once (phase 1)."""
+        self.old_model = copy.deepcopy(self.model).eval()
+        for p in self.old_model.parameters():
+            p.requires_grad_(False)
+        self.grow_head(len(self.phase_classes[phase]))
+        if phase == 1 and self.hp["weight_transfer"]:
+            weight_transfer(self.model)
+
+    def grow_head(self, n_new: int) -> None:
+        self.model.head = grow_linear(self.model.head, n_new)
+
+    def restore_structure(self, phase: int, stage: str) -> None:
+        for q in range(1, phase + (stage != "begin")):
+            self.grow(q)
+        self.opt = self.make_optimizer([p for p in self.model.parameters() if p.requires_grad])
+
+    def begin_task(self, t, data=None):
+        super().begin_task(t, data)
+        self.end_state = {}
+        if t > 0:
+            self.grow(t)
+            self.init_new_classes(t, data)
+        self.opt = self.make_optimizer([p for p in self.model.parameters() if p.requires_grad])
+
+    def init_new_classes(self, t: int, data: TaskStream) -> None:
+        """New outputs at random (a linear head); LUCIR imprints them."""
+
+    # -- training -----------------------------------------------------------------------
+    def training_set(self, t, data):
+        x, y = [as_input(data.x)], [data.y]
+        for c, images in sorted(self.exemplars.items()):
+            x.append(images)
+            y.append(torch.full((len(images),), c, dtype=torch.long, device=images.device))
+        return torch.cat(x), torch.cat(y)
+
+    def observe(self, x, y, tasks):
+        self.opt.zero_grad(set_to_none=True)
+        self.classification_loss(x, y).backward()
+        self.opt.step()
+
+    def classification_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def old_logits(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.old_model(x)
+
+    # -- phase end: exemplars, fine-tuning ------------------------------------------------
+    def per_class(self, phase: int) -> int:
+        if self.hp["exemplars.policy"] == "per_class":
+            return self.hp["exemplars.per_class"]
+        return -(-self.hp["exemplars.total"] // self.seen(phase))  # ceil, as the code does
+
+    @torch.no_grad()
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        was = self.model.training
+        self.model.eval()
+        out = torch.cat([self.model.features(x[lo:lo + 500]) for lo in range(0, len(x), 500)])
+        self.model.train(was)
+        return out
+
+    def end_task(self, t, data=None):
+        m = self.per_class(t)
+        if "selected" not in self.end_state:
+            images = as_input(data.x)
+            for c in self.phase_classes[t]:
+                members = images[data.y == c]
+                init = self.hp.get("mnemonics.init", "random") if self.hp["exemplars.kind"] == "mnemonics" \
+                    else self.hp["exemplars.kind"]
+                order = (ex.herding_ranking(self.features(members)) if init == "herding"
+                         else ex.random_ranking(len(members), self.gen).to(members.device))
+                self.exemplars[c] = members[order[:m]].clone()
+            self.end_state["selected"] = True
+            self.checkpoint()
+        if self.hp["exemplars.kind"] == "mnemonics" and "new_done" not in self.end_state:
+            self.optimise_exemplars(self.phase_classes[t], (as_input(data.x), data.y), "new")
+            self.end_state["new_done"] = True
+            self.checkpoint()
+        if t > 0 and self.hp.get("mnemonics.adjust_old") and "adjusted" not in self.end_state:
+            self.adjust_old(t)
+            self.end_state["adjusted"] = True
+            self.checkpoint()
+        for c in self.exemplars:  # a smaller budget keeps the best-ranked (fixed_total policy)
+            self.exemplars[c] = self.exemplars[c][:m]
+        if t > 0 and self.hp["finetune.epochs"] and "finetuned" not in self.end_state:
+            self.balanced_finetune(t)
+            self.end_state["finetuned"] = True
+            self.checkpoint()
+        self.end_phase(t, data)
+        if self.hp.get("log.artifacts"):
+            self.log_phase(t, data)
+
+    def log_phase(self, t: int, data: TaskStream, per_class: int = 50) -> None:
+        """Features (in this phase's network) of the phase's classes' exemplars and of some
+        of their real images, for the t-SNE figures (Mnemonics Figs. 1 and 5)."""
+        images = as_input(data.x)
+        for c in self.phase_classes[t]:
+            real = images[data.y == c][:per_class]
+            self.logged[f"p{t}/c{c}/exemplars"] = self.features(self.exemplars[c]).cpu()
+            self.logged[f"p{t}/c{c}/real"] = self.features(real).cpu()
+
+    def artifacts(self):
+        return dict(self.logged)
+
+    def end_phase(self, t: int, data: TaskStream) -> None:
+        """Method-specific work after the exemplars are set (BiC's bias correction)."""
+
+    def balanced_finetune(self, t: int) -> None:
+        """Fine-tune on the exemplars only, the same number per class (§4.3): SGD at
+        finetune.lr halved every 10 epochs."""
+        from clrepro.phases import crop_flip
+
+        x, y = self.exemplar_set()
+        opt = build_optimizer([p for p in self.model.parameters() if p.requires_grad],
+                              self.hp["finetune.lr"], self.hp["optimizer"])
+        sched = torch.optim.lr_scheduler.StepLR(opt, 10, 0.5)
+        batch = self.hp["finetune.batch_size"]
+        for e in range(self.hp["finetune.epochs"]):
+            gen = torch.Generator().manual_seed(derive_seed(self.ctx.seed, f"finetune:{t}:{e}"))
+            order = torch.randperm(len(y), generator=gen).to(y.device)
+            for lo in range(0, len(y), batch):
+                idx = order[lo:lo + batch]
+                opt.zero_grad(set_to_none=True)
+                xb = crop_flip(x[idx], self.hp["augment.crop_pad"], self.hp["augment.flip"], gen)
+                F.cross_entropy(self.model(xb), y[idx]).backward()
+                opt.step()
+            sched.step()
+
+    def exemplar_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        classes = sorted(self.exemplars)
+        x = torch.cat([self.exemplars[c] for c in classes])
+        y = torch.cat([torch.full((len(self.exemplars[c]),), c, dtype=torch.long,
+                                  device=x.device) for c in classes])
+        return x, y
+
+    # -- mnemonics (§4, Eqs. 7-10) ------------------------------------------------------
+    def adjust_old(self, t: int) -> None:
+        """Eq. 10: each old class's exemplars split into halves A and B; A is optimised with B
+        as the validation data, then B with (the new) A."""
+        old = [c for c in sorted(self.exemplars) if c not in self.phase_classes[t]]
+        half = {c: len(self.exemplars[c]) // 2 for c in old}
+
+        def part(lo, hi):
+            return (torch.cat([self.exemplars[c][lo(c):hi(c)] for c in old]),
+                    torch.cat([torch.full((hi(c) - lo(c),), c, dtype=torch.long, device=self.device)
+                               for c in old]))
+
+        first, second = (lambda c: 0, lambda c: half[c]), (lambda c: half[c], lambda c: len(self.exemplars[c]))
+        self.optimise_exemplars(old, part(*second), "adjust_a", *first)
+        self.optimise_exemplars(old, part(*first), "adjust_b", *second)
+
+    def optimise_exemplars(self, classes: list[int], validation: tuple[torch.Tensor, torch.Tensor],
+                           tag: str, lo=lambda c: 0, hi=None) -> None:
+        """Exemplars exemplars[c][lo(c):hi(c)] of `classes` trained against `validation`
+        (Eqs. 8-9 for new exemplars with D_i; Eq. 10 with the other half of the old ones),
+        optimised in the network's normalised input space and clamped to valid pixels;
+        one checkpoint per outer epoch."""
+        hi = hi or (lambda c: len(self.exemplars[c]))
+        sizes = [hi(c) - lo(c) for c in classes]
+        labels = torch.cat([torch.full((n,), c, dtype=torch.long, device=self.device)
+                            for c, n in zip(classes, sizes)])
+        mean, std = self.input_stats()
+        z = torch.cat([(self.exemplars[c][lo(c):hi(c)] - mean) / std for c in classes])
+        z = torch.nn.Parameter(z)
+        lr = self.hp["mnemonics.lr"]
+        opt = torch.optim.SGD([z], lr=lr)
+        start = self.end_state.get(f"{tag}_epoch", 0)
+        if start:
+            z.data.copy_(self.end_state[f"{tag}_z"])
+        was = self.model.training
+        self.model.eval()
+        vx, vy = validation
+        batch = self.hp.get("mnemonics.val_batch", 128)
+        for epoch in range(start, self.hp["mnemonics.outer_epochs"]):
+            for group in opt.param_groups:
+                group["lr"] = lr * 0.5 ** (epoch // 10)
+            pixels = (z * std + mean).clamp(0, 1)
+            if self.hp.get("mnemonics.mode", "bilevel") == "bilevel":
+                grad, _ = ex.meta_gradient(
+                    self.model, pixels, labels,
+                    ((vx[i:i + batch], vy[i:i + batch]) for i in range(0, len(vy), batch)),
+                    len(vy), self.hp["mnemonics.inner_steps"], self.hp["mnemonics.inner_lr"],
+                    self.hp.get("mnemonics.truncate_k"))
+                z.grad = grad * std  # d/dz of pixels = z * std + mean
+            else:
+                z.grad = self.single_level_gradient(z, mean, std, classes, sizes, vx, vy, batch)
+            opt.step()
+            with torch.no_grad():
+                z.copy_(((z * std + mean).clamp(0, 1) - mean) / std)
+            if not torch.isfinite(z).all():
+                raise FloatingPointError(f"mnemonics exemplars became non-finite ({tag}, "
+                                         f"outer epoch {epoch}): lower mnemonics.lr")
+            self.end_state[f"{tag}_epoch"], self.end_state[f"{tag}_z"] = epoch + 1, z.detach().clone()
+            self.checkpoint()
+        self.model.train(was)
+        pixels = (z.detach() * std + mean).clamp(0, 1)
+        for c, part in zip(classes, pixels.split(sizes)):
+            self.exemplars[c] = torch.cat([self.exemplars[c][:lo(c)], part, self.exemplars[c][hi(c):]])
+
+    def single_level_gradient(self, z, mean, std, classes, sizes, vx, vy, batch) -> torch.Tensor:
+        """The official code's variant (D2), summed over one pass of the real data."""
+        total = torch.zeros_like(z)
+        old = [c for c in range(self.model.head.out_features) if c not in classes]
+        with torch.no_grad():
+            old_means = (torch.stack([self.features(self.exemplars[c]).mean(0) for c in old])
+                         if old else None)
+        for i in range(0, len(vy), batch):
+            zz = z.detach().requires_grad_(True)
+            per_class = ((zz * std + mean).clamp(0, 1)).split(sizes)
+            loss = ex.code_single_level_gradient(self.model.features, list(per_class), classes,
+                                                 old_means, vx[i:i + batch], vy[i:i + batch])
+            (g,) = torch.autograd.grad(loss, zz)
+            total += g
+        return total
+
+    def input_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The per-channel mean and std of the network's input normalisation (1 and 0 when
+        it has none), shaped to broadcast over images."""
+        mean = getattr(self.model, "mean", None)
+        std = getattr(self.model, "std", None)
+        if mean is None:
+            return torch.zeros((), device=self.device), torch.ones((), device=self.device)
+        return mean, std
+
+    # -- prediction -----------------------------------------------------------------------
+    def predict(self, x, tasks):
+        return self.model(x).argmax(1)
+
+
+def as_input(x: torch.Tensor) -> torch.Tensor:
+    return x.float().div(255) if x.dtype == torch.uint8 else x
+
+
+@register
+class LwFCIL(ClassIncremental):
+    """LwF with herding exemplars (Mnemonics Table 1: "we add herding exemplars to [LwF] for
+    a fair comparison"): L = lambda L_c + (1 - lambda) L_d (Eq. 5), L_c the cross-entropy
+    over all seen classes, L_d the soft-target distillation of the previous network's old
+    classes at temperature tau (spec D7; kd.form code: KL x tau^2 x 0.25 x #old + CE)."""
+
+    name = "lwf_cil"
+    hyperparameters = {"kd.lambda": "lambda of Eq. 5", "kd.tau": "temperature",
+                       "kd.form": "soft_targets_eq5 | code (D7)"}
+
+    def classification_loss(self, x, y):
+        logits = self.model(x)
+        ce = F.cross_entropy(logits, y)
+        if self.old_model is None:
+            return ce
+        old = self.old_logits(x)
+        tau = self.hp["kd.tau"]
+        if self.hp["kd.form"] == "code":
+            kl = F.kl_div(F.log_softmax(logits[:, :old.shape[1]] / tau, dim=1),
+                          F.softmax(old / tau, dim=1), reduction="batchmean")
+            return ce + kl * tau * tau * 0.25 * old.shape[1]
+        lam = self.hp["kd.lambda"]
+        return lam * ce + (1 - lam) * soft_distillation(logits, old, tau)
+
+
+@register
+class ICaRLCIL(ClassIncremental):
+    """iCaRL (Rebuffi et al. 2017) under the Mnemonics protocol: sigmoid outputs trained with
+    binary cross-entropy, the old classes' targets being the previous network's sigmoid
+    outputs (distillation) and the new ones one-hot; prediction by the nearest mean of
+    exemplars on L2-normalised features (NME)."""
+
+    name = "icarl_cil"
+    optional_hyperparameters = {
+        "icarl.loss": "bce (iCaRL) | ce_kd (the official README's iCaRL row: LwF's loss, NME; D5)",
+        "kd.lambda": "ce_kd: lambda", "kd.tau": "ce_kd: temperature", "kd.form": "ce_kd: form",
+    }
+    state_attrs = ClassIncremental.state_attrs + ("class_means",)
+
+    def __init__(self, ctx, hp):
+        super().__init__(ctx, hp)
+        self.class_means: torch.Tensor | None = None
+
+    def classification_loss(self, x, y):
+        if self.hp.get("icarl.loss", "bce") == "ce_kd":
+            return LwFCIL.classification_loss(self, x, y)
+        logits = self.model(x)
+        target = F.one_hot(y, logits.shape[1]).float()
+        if self.old_model is not None:
+            old = torch.sigmoid(self.old_logits(x))
+            target[:, :old.shape[1]] = old
+        return F.binary_cross_entropy_with_logits(logits, target)
+
+    @torch.no_grad()
+    def prepare_eval(self):
+        if self.exemplars:
+            self.class_means = torch.stack([F.normalize(F.normalize(self.features(self.exemplars[c]),
+                                                                    dim=1).mean(0), dim=0)
+                                            for c in sorted(self.exemplars)])
+
+    @torch.no_grad()
+    def predict(self, x, tasks):
+        if self.class_means is None or len(self.class_means) < self.model.head.out_features:
+            return self.model(x).argmax(1)  # no exemplars of some class yet: CNN output
+        return torch.cdist(F.normalize(self.model.features(x), dim=1), self.class_means).argmin(1)
+
+
+@register
+class JointTraining(ClassIncremental):
+    """The upper bound of Mnemonics Fig. 4: one network trained from scratch on all data of
+    the classes seen so far (the phase trainer merges those phases into one), cross-entropy,
+    no exemplars."""
+
+    name = "joint_cil"
+
+    def classification_loss(self, x, y):
+        return F.cross_entropy(self.model(x), y)
+
+    def end_task(self, t, data=None):
+        pass

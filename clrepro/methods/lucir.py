@@ -1,0 +1,65 @@
+"""LUCIR (Hou et al., CVPR 2019) as Mnemonics builds on it (Liu et al. 2020, Tables 1-2).
+
+A cosine-normalised head (sigma * cos, learnable sigma); when a phase begins the old-class
+weights are frozen and the new classes' weights are imprinted from the normalised mean
+feature of their training images. The loss on a batch (official LUCIR code):
+
+  L = CE(sigma cos) + lambda * (1 - cos(f(x), f_old(x)))                 less-forget
+        + margin_ranking(cos_gt, top-K new-class cos, margin m)          old-class samples
+
+with lambda = lambda_base * sqrt(#old / #new classes) (spec §4.3: lambda_base 5, K 2, m 0.5).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from clrepro.methods.base import register
+from clrepro.methods.cil import ClassIncremental, as_input
+from clrepro.models.lucir import CosineLinear, SplitCosineLinear
+
+
+@register
+class LUCIR(ClassIncremental):
+    name = "lucir"
+    head_kind = "cosine"
+    hyperparameters = {
+        "lucir.lambda_base": "base weight of the less-forget constraint",
+        "lucir.k": "hard negatives of the margin ranking loss",
+        "lucir.margin": "its margin",
+    }
+
+    def grow_head(self, n_new: int) -> None:
+        head = self.model.head
+        if isinstance(head, CosineLinear):
+            self.model.head = SplitCosineLinear.from_cosine(head, n_new)
+        else:
+            head.add_classes(n_new)
+
+    def init_new_classes(self, t, data):
+        """Weight imprinting (Hou et al. §3): features of the new classes' training images,
+        network in eval mode, no augmentation."""
+        feats = self.features(as_input(data.x))
+        self.model.head.imprint_new(feats, data.y)
+
+    def classification_loss(self, x, y):
+        feats = self.model.features(x)
+        head = self.model.head
+        loss = F.cross_entropy(head(feats), y)
+        if self.old_model is None:
+            return loss
+        with torch.no_grad():
+            old_feats = self.old_model.features(x)
+        n_old, n_new = head.n_old, head.n_new
+        lam = self.hp["lucir.lambda_base"] * (n_old / n_new) ** 0.5
+        loss = loss + lam * (1 - F.cosine_similarity(feats, old_feats.detach(), dim=1)).mean()
+        old_rows = y < n_old
+        if old_rows.any():
+            cos = head.cosine(feats[old_rows])
+            gt = cos.gather(1, y[old_rows, None])  # [b, 1]
+            hard = cos[:, n_old:].topk(min(self.hp["lucir.k"], n_new), dim=1).values  # [b, K]
+            loss = loss + F.margin_ranking_loss(gt.expand_as(hard).reshape(-1), hard.reshape(-1),
+                                                torch.ones(hard.numel(), device=x.device),
+                                                margin=self.hp["lucir.margin"])
+        return loss

@@ -1,0 +1,193 @@
+"""Mnemonics training (Liu et al., CVPR 2020): benchmarks and hyperparameters (spec
+mnemonics-2020.md §4-§6).
+
+Class-incremental: a base phase of half the classes, then N phases of the rest; every phase
+is offline training (SGD, momentum 0.9, weight decay 5e-4, lr 0.1 with two decays) on its
+data and 20 exemplars of every old class. Runs are named by their table row: the method
+(lwf_cil, icarl_cil, bic, lucir) and a `variant` -- "ours" = mnemonics exemplars, old-
+exemplar adjustment, weight transfer and balanced fine-tuning (Table 1's "w/ ours") -- or an
+exemplar ablation of Table 2 (LUCIR with weight transfer). The joint-training upper bound of
+Fig. 4 merges the first phases into one (`phases.merge`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clrepro.data.definitions import BenchmarkDef
+from clrepro.papers.mnemonics2020.classes import CIFAR100_ORDER, FMNIST_ORDER, IMAGENET_ORDER
+from clrepro.spec import RunSpec
+
+PROTOCOL_VERSION = 1
+
+OPTION_DEFAULTS: dict[str, Any] = {
+    "memory.policy": "per_class_20",  # D1: per_class_20 (main paper) | fixed_2000 (code)
+    "mnemonics.mode": "bilevel",  # D2: bilevel (paper) | code_single_level
+    "mnemonics.init": "random",  # D3: random (paper) | herding (code)
+    "mnemonics.truncate_k": None,  # back-propagate through the last k inner steps only
+    "baselines.variant": "paper",  # D5: paper | code_readme (one CE+KD model, CNN and NME rows)
+    "kd.form": "soft_targets_eq5",  # D7: soft_targets_eq5 | code
+    "upper_bound.imagenet": False,  # the optional ImageNet-1k upper bounds (31 runs)
+    "data_seed": 0,
+}
+VARIANT_KEYS = ("variant", "phases.merge")
+
+# §4.3 model level; quick and smoke stand-ins per spec §6 (suite choices)
+EPOCHS = {"cifar100": 160, "imagenet_subset": 90, "imagenet": 90, "fmnist": 10}
+MILESTONES = {"cifar100": [80, 120], "imagenet_subset": [30, 60], "imagenet": [30, 60],
+              "fmnist": [5, 8]}
+SMOKE_EPOCHS, SMOKE_MILESTONES = 2, [1]
+SGD = {"name": "sgd", "momentum": 0.9, "weight_decay": 5e-4}
+LR, BATCH = 0.1, 128
+PER_CLASS, FIXED_TOTAL = 20, 2000
+# §4.5 exemplar level (paper; quick: 5 outer epochs, 10 inner steps, spec §6)
+MNEMONICS = {"full": (50, 50), "quick": (5, 10), "smoke": (1, 2)}  # outer epochs, inner steps
+MNEMONICS_LR = INNER_LR = FINETUNE_LR = 0.01
+FINETUNE_EPOCHS = {"full": 50, "quick": 5, "smoke": 1}
+KD_LAMBDA, KD_TAU = 0.5, 2.0
+LUCIR = {"lucir.lambda_base": 5.0, "lucir.k": 2, "lucir.margin": 0.5}
+BIC = {"bic.val_fraction": 0.1, "bic.epochs": {"full": 50, "quick": 10, "smoke": 2}, "bic.lr": 0.01}
+
+METHODS = ("lwf_cil", "icarl_cil", "bic", "lucir")
+PHASES = (5, 10, 25)
+# Table 2 rows: exemplar kind, old-exemplar adjustment (all with weight transfer, LUCIR)
+VARIANTS = {"ours": ("mnemonics", True), "ours_noadj": ("mnemonics", False),
+            "random": ("random", True), "random_noadj": ("random", False),
+            "herding": ("herding", True), "herding_noadj": ("herding", False)}
+DATASETS = ("cifar100", "imagenet_subset", "imagenet")
+
+
+def bench_name(dataset: str, n: int, scale: str) -> str | None:
+    if scale != "full":
+        return f"fmnist_b5_n5@mnemonics2020.{scale}" if dataset == "cifar100" and n == 5 else None
+    base = 500 if dataset == "imagenet" else 50
+    return f"{dataset}_b{base}_n{n}@mnemonics2020"
+
+
+def parse(benchmark: str) -> tuple[str, int, str]:
+    """(the dataset the benchmark stands for, N phases, scale)."""
+    base, _, suffix = benchmark.partition("@")
+    scale = suffix.split(".")[1] if "." in suffix else "full"
+    if base.startswith("fmnist"):
+        return "cifar100", 5, scale
+    dataset = base.rsplit("_b", 1)[0]
+    return dataset, int(base.rsplit("_n", 1)[1]), scale
+
+
+def data_of(benchmark: str) -> str:
+    """The data the benchmark is built from (fmnist for the stand-ins)."""
+    dataset, _, scale = parse(benchmark)
+    return dataset if scale == "full" else "fmnist"
+
+
+def benchmarks(scale: str, options: dict[str, Any]) -> dict[str, BenchmarkDef]:
+    common = dict(kind="split", scenario="class_incremental", class_order="list",
+                  remap_labels=True, data_seed=options["data_seed"])
+    if scale != "full":
+        smoke = scale == "smoke"
+        # Fashion-MNIST, base 5 classes then 5 phases of 1 (smoke: 1 phase), shrunk to fit
+        # the quick budget: 250 training images per class (a fixed subset; spec §6: 500) and
+        # 14x14 inputs (spec §6: 28x28); all 1,000 test images per class
+        return {bench_name("cifar100", 5, scale): BenchmarkDef(
+            bench_name("cifar100", 5, scale), "fashion_mnist", n_tasks=2 if smoke else 6,
+            classes_per_task=1, first_task_classes=5, class_list=FMNIST_ORDER,
+            train_per_class=20 if smoke else 250, test_per_task=100 if smoke else None,
+            image_size=14, resize="area", quick=True, **common)}
+    defs = []
+    for n in PHASES:
+        defs.append(BenchmarkDef(bench_name("cifar100", n, scale), "cifar100", n_tasks=n + 1,
+                                 classes_per_task=50 // n, first_task_classes=50,
+                                 class_list=CIFAR100_ORDER, **common))
+        defs.append(BenchmarkDef(bench_name("imagenet_subset", n, scale), "imagenet_subset",
+                                 n_tasks=n + 1, classes_per_task=50 // n, first_task_classes=50,
+                                 class_list=CIFAR100_ORDER, **common))
+        defs.append(BenchmarkDef(bench_name("imagenet", n, scale), "imagenet", n_tasks=n + 1,
+                                 classes_per_task=500 // n, first_task_classes=500,
+                                 class_list=IMAGENET_ORDER, **common))
+    return {d.name: d for d in defs}
+
+
+def model_spec(dataset: str, scale: str) -> dict[str, Any]:
+    if scale != "full":  # LUCIR ResNet-32 with one block per stage (spec §6), 1x14x14 input
+        return {"name": "resnet32_lucir", "blocks_per_stage": 1, "normalize": True}
+    if dataset == "cifar100":
+        return {"name": "resnet32_lucir", "normalize": True}
+    return {"name": "resnet18_lucir", "normalize": True}
+
+
+def variant_flags(method: str, variant: str | None) -> dict[str, Any]:
+    """Exemplar kind, adjustment and weight transfer of a table row."""
+    if variant is None:  # the baselines: herding exemplars (LwF included, Table 1 footnote)
+        return {"exemplars.kind": "herding", "mnemonics.adjust_old": False, "weight_transfer": False,
+                "finetune": False}
+    if variant not in VARIANTS:
+        raise KeyError(f"unknown Mnemonics variant '{variant}'; known: {', '.join(VARIANTS)}")
+    kind, adjust = VARIANTS[variant]
+    return {"exemplars.kind": kind, "mnemonics.adjust_old": adjust, "weight_transfer": True,
+            "finetune": True}
+
+
+def hyperparams(spec: RunSpec, options: dict[str, Any]) -> dict[str, Any]:
+    overrides = dict(spec.overrides)
+    dataset, n, scale = parse(spec.benchmark)
+    data = data_of(spec.benchmark)
+    flags = variant_flags(spec.method, overrides.get("variant"))
+    hp: dict[str, Any] = {
+        "paper": "mnemonics2020", "protocol_version": PROTOCOL_VERSION, "method": spec.method,
+        "lr": LR, "optimizer": SGD, "batch_size": BATCH, "model": model_spec(dataset, scale),
+        "lr_schedule": {"milestones": SMOKE_MILESTONES if scale == "smoke" else MILESTONES[data],
+                        "gamma": 0.1},
+        "augment.crop_pad": 0 if dataset != "cifar100" else (4 if scale == "full" else 2),
+        "augment.flip": True,
+        "eval_batch_size": 500,
+    }
+    if spec.method == "joint_cil":
+        hp.update({"exemplars.kind": "random", "exemplars.policy": "per_class",
+                   "exemplars.per_class": 0, "weight_transfer": False, "finetune.epochs": 0,
+                   "finetune.lr": FINETUNE_LR, "finetune.batch_size": BATCH,
+                   "phases.merge": overrides["phases.merge"], "log.artifacts": n == 5})
+        return hp
+    fixed = options["memory.policy"] == "fixed_2000"
+    hp.update({
+        "exemplars.kind": flags["exemplars.kind"],
+        "exemplars.policy": "fixed_total" if fixed else "per_class",
+        "exemplars.per_class": PER_CLASS, "weight_transfer": flags["weight_transfer"],
+        "finetune.epochs": FINETUNE_EPOCHS[scale] if flags["finetune"] else 0,
+        "finetune.lr": FINETUNE_LR, "finetune.batch_size": BATCH,
+        "mnemonics.adjust_old": flags["mnemonics.adjust_old"],
+        "log.artifacts": n == 5,  # Figs. 1 and 5 read the N = 5 runs
+    })
+    if fixed:
+        hp["exemplars.total"] = FIXED_TOTAL
+    if flags["exemplars.kind"] == "mnemonics" or flags["mnemonics.adjust_old"]:
+        outer, inner = MNEMONICS[scale]
+        hp.update({"mnemonics.outer_epochs": outer, "mnemonics.inner_steps": inner,
+                   "mnemonics.inner_lr": INNER_LR, "mnemonics.lr": MNEMONICS_LR,
+                   "mnemonics.truncate_k": options["mnemonics.truncate_k"],
+                   "mnemonics.init": options["mnemonics.init"],
+                   "mnemonics.mode": options["mnemonics.mode"], "mnemonics.val_batch": BATCH})
+    code = options["baselines.variant"] == "code_readme"
+    if spec.method in ("lwf_cil", "icarl_cil") and code:
+        hp.update({"kd.lambda": KD_LAMBDA, "kd.tau": KD_TAU, "kd.form": "code"})
+        if spec.method == "icarl_cil":
+            hp["icarl.loss"] = "ce_kd"  # the README's "iCaRL": NME on the LwF-style model
+    elif spec.method == "lwf_cil":
+        hp.update({"kd.lambda": KD_LAMBDA, "kd.tau": KD_TAU, "kd.form": options["kd.form"]})
+    elif spec.method == "bic":
+        hp.update({"kd.tau": KD_TAU, "bic.val_fraction": BIC["bic.val_fraction"],
+                   "bic.epochs": BIC["bic.epochs"][scale], "bic.lr": BIC["bic.lr"]})
+    elif spec.method == "lucir":
+        hp.update(LUCIR)
+    return hp
+
+
+def resources(spec: RunSpec) -> dict[str, Any]:
+    """Every full-scale run asks for a GPU; the quick stand-in runs on the CPU."""
+    dataset, n, scale = parse(spec.benchmark)
+    if scale != "full":
+        return {"gpu": False, "threads": 1, "mem_mb": 3000, "runtime": 60}
+    ours = dict(spec.overrides).get("variant") is not None
+    runtime = {"cifar100": 240, "imagenet_subset": 1440, "imagenet": 7 * 1440}[dataset]
+    return {"gpu": True, "threads": 8 if dataset != "cifar100" else 4,
+            "mem_mb": 16000 if dataset == "cifar100" else 64000,
+            "runtime": runtime * (3 if ours else 1)}

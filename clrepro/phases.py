@@ -1,0 +1,196 @@
+"""The phase trainer: class-incremental learning with multi-epoch phases (Mnemonics, §4.3).
+
+Beside the online loop (clrepro.train), for methods whose `trainer` is "phases". For each
+phase i (task i of the benchmark):
+
+  1. method.begin_task(i, data)       new classes join the head, the old model is kept ...
+  2. `epochs` passes over method.training_set(i, data) -- D_i and the method's exemplars --
+     reshuffled each epoch by a generator seeded by (run seed, phase, epoch), augmented per
+     image (random crop after zero padding, horizontal flip), one method.observe per
+     mini-batch; the method's lr schedule steps once per epoch;
+  3. method.end_task(i, data)         exemplars (herding, random, mnemonics), balanced
+                                      fine-tuning, bias correction: training time too;
+                                      long work calls method.checkpoint() between steps;
+  4. evaluation on the test sets of every phase seen so far: row i of R (later phases'
+     entries are None), predictions among the classes the model has seen.
+
+Checkpoints at every epoch end, after end_task and whenever end_task asks; a rerun rebuilds
+the phase's network structure (method.restore_structure), loads the state and ends with
+the same metrics as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clrepro.data.benchmarks import Benchmark, derive_seed
+from clrepro.fsutil import stable_hash
+from clrepro.methods.base import Method, TaskStream
+from clrepro.optim import build_schedule
+from clrepro.progress import Progress
+from clrepro.train import Evaluator, _resume, _save, _sync, make_context
+
+log = logging.getLogger("clrepro")
+
+# What this trainer reads from a run's hyperparameters (see clrepro.methods.catalog).
+TRAINER_KEYS = {
+    "batch_size": "training images per step",
+    "augment.crop_pad": "random crop back to the input size after padding this many pixels (0: none)",
+    "augment.flip": "random horizontal flips",
+}
+TRAINER_OPTIONAL = {
+    "lr_schedule": "{milestones: [epochs], gamma}: the lr is multiplied by gamma at those epochs",
+    "eval_batch_size": "evaluation batch size (1000)",
+    "phases.merge": "train one phase on all data of the first k tasks (the joint upper bound)",
+}
+
+
+def crop_flip(x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator) -> torch.Tensor:
+    """Per-image random crop (after zero padding) and horizontal flip, batched: the standard
+    CIFAR augmentation of the official code, drawn from `gen` (on the CPU)."""
+    n, c, h, w = x.shape
+    if pad:
+        top = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
+        left = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
+        padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+        rows = (top[:, None] + torch.arange(h, device=x.device))[:, :, None]
+        cols = (left[:, None] + torch.arange(w, device=x.device))[:, None, :]
+        x = padded[torch.arange(n, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+    if flip:
+        mirror = (torch.rand(n, generator=gen) < 0.5).to(x.device)
+        x = torch.where(mirror[:, None, None, None], x.flip(-1), x)
+    return x.contiguous()
+
+
+def merge_tasks(bench: Benchmark, k: int) -> Benchmark:
+    """The first k tasks as one (the joint-training upper bound on their classes)."""
+    from clrepro.data.benchmarks import TaskData
+
+    parts = bench.tasks[:k]
+    joined = TaskData(*(torch.cat([getattr(t, f) for t in parts]) for f in
+                        ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y", "classes")),
+                      info={"merged_tasks": k})
+    return Benchmark(bench.defn, [joined], bench.n_classes, bench.input_shape, bench.raw_image_bytes)
+
+
+def train_phases(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], seed: int,
+                 epochs: int, device: torch.device, checkpoint: Path | None = None,
+                 desc: str = "run") -> dict[str, Any]:
+    """Train one class-incremental method phase by phase; return the measured part of a
+    record (as clrepro.train.train_run does)."""
+    if hp.get("phases.merge"):
+        bench = merge_tasks(bench, hp["phases.merge"])
+    torch.manual_seed(derive_seed(seed, "init"))
+    ctx = make_context(bench, device, seed, epochs, bool(hp["model"].get("normalize")))
+    method = method_cls(ctx, hp)
+    evaluate = Evaluator(bench, device, hp.get("eval_batch_size", 1000), False)
+    hp_hash = stable_hash(hp)
+    n_phases = bench.n_tasks
+    batch = hp["batch_size"]
+    state = {"phase": 0, "epoch": 0, "stage": "begin", "R": [], "train_s": 0.0, "eval_s": 0.0,
+             "status": "ok", "resumed": 0, "global": 0}
+    if checkpoint is not None and checkpoint.is_file():
+        state = _resume_phases(checkpoint, hp_hash, method, state)
+    eval_before = state["eval_s"]
+
+    def save() -> None:
+        state["eval_s"] = eval_before + evaluate.seconds
+        if checkpoint is not None:
+            _save(checkpoint, hp_hash, method, state)
+
+    method.checkpoint = save
+    # an estimate for the progress display: exemplars add to every phase after the first
+    progress = Progress(sum(math.ceil(len(t.train_y) / batch) * epochs for t in bench.tasks), desc)
+    progress.update(state["global"])
+    t_run = time.perf_counter()
+    while state["phase"] < n_phases and state["status"] == "ok":
+        p = state["phase"]
+        task = bench.tasks[p]
+        stream = TaskStream(task.train_x.to(device), task.train_y.to(device))
+        _sync(device)
+        tick = time.perf_counter()
+        if state["stage"] == "begin":
+            method.begin_task(p, stream)
+            state["stage"], state["epoch"] = "train", 0
+        if state["stage"] == "train":
+            x, y = method.training_set(p, stream)
+            schedule = build_schedule(method.opt, hp.get("lr_schedule"))
+            for _ in range(state["epoch"]):  # a resumed phase: the schedule's epochs so far
+                schedule is not None and schedule.step()
+            while state["epoch"] < epochs:
+                e = state["epoch"]
+                gen = torch.Generator().manual_seed(derive_seed(seed, f"phase{p}:epoch{e}"))
+                order = torch.randperm(len(y), generator=gen).to(device)
+                for lo in range(0, len(y), batch):
+                    idx = order[lo:lo + batch]
+                    xb = crop_flip(_as_input(x[idx]), hp["augment.crop_pad"], hp["augment.flip"], gen)
+                    method.step = state["global"]
+                    method.observe(xb, y[idx], torch.full_like(y[idx], p))
+                    state["global"] += 1
+                    progress.update()
+                if schedule is not None:
+                    schedule.step()
+                state["epoch"] = e + 1
+                if not method.parameters_finite():
+                    state["status"] = "diverged"
+                    break
+                _sync(device)
+                state["train_s"] += time.perf_counter() - tick
+                save()
+                tick = time.perf_counter()
+            if state["status"] != "ok":
+                break
+            state["stage"] = "end"
+        if state["stage"] == "end":
+            method.end_task(p, stream)
+            if not method.parameters_finite():
+                state["status"] = "diverged"
+                break
+            state["stage"] = "eval"
+        _sync(device)
+        state["train_s"] += time.perf_counter() - tick
+        accs = evaluate(method, list(range(p + 1)))
+        if not all(math.isfinite(a) for a in accs[:p + 1]):
+            state["status"] = "diverged"
+            break
+        state["R"].append(accs)
+        seen = [len(t.test_y) for t in bench.tasks[:p + 1]]
+        acc = sum(a * n for a, n in zip(accs, seen)) / sum(seen)
+        log.info("%s: phase %d/%d done, accuracy on the classes seen so far %.3f", desc, p + 1,
+                 n_phases, acc)
+        state["phase"], state["epoch"], state["stage"] = p + 1, 0, "begin"
+        save()
+    progress.close()
+    state["eval_s"] = eval_before + evaluate.seconds
+    return {
+        "status": state["status"], "R": state["R"], "b": [None] * n_phases,
+        "curve": {"progress": [], "batch": [], "acc": []},
+        "test_sizes": [len(t.test_y) for t in bench.tasks],
+        "timings": {"train_s": state["train_s"], "eval_s": state["eval_s"],
+                    "wall_s": time.perf_counter() - t_run, "batches": state["global"],
+                    "resumed": state["resumed"]},
+        "counters": method.counters, "memory_bytes": method.memory_bytes(),
+        "artifacts": method.artifacts() if state["status"] == "ok" else {},
+    }
+
+
+def _as_input(x: torch.Tensor) -> torch.Tensor:
+    return x.float().div_(255) if x.dtype == torch.uint8 else x
+
+
+def _resume_phases(path: Path, hp_hash: str, method: Method, fresh: dict) -> dict:
+    """As the online loop's resume, after rebuilding the network structure of the phase the
+    checkpoint was taken in (heads grow and layers change between phases)."""
+    try:
+        blob = torch.load(path, weights_only=True, map_location=method.device)
+        method.restore_structure(blob["state"]["phase"], blob["state"]["stage"])
+    except Exception as exc:  # a checkpoint is a cache: unreadable means start over
+        log.warning("ignoring unreadable checkpoint %s (%s)", path, exc)
+        return fresh
+    return _resume(path, hp_hash, method, fresh)

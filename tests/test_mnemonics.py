@@ -1,0 +1,200 @@
+"""Mnemonics (Liu et al. 2020): the bilevel meta-gradient, herding, metrics, class orders,
+the phase trainer (resume), the class-incremental methods and the plan."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from clrepro import metrics, plan
+from clrepro.data.benchmarks import BenchmarkDef, materialize, prepare
+from clrepro.data.sources import synthetic
+from clrepro.exemplars import herding, meta_gradient, unrolled
+from clrepro.methods import METHODS
+from clrepro.papers.mnemonics2020 import classes
+from clrepro.phases import crop_flip, train_phases
+
+CPU = torch.device("cpu")
+
+
+def tiny_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+
+
+def test_meta_gradient_matches_central_finite_differences():
+    """d L_val(Theta_K(E)) / d E through K unrolled inner steps (Eqs. 8-9), float64."""
+    model = tiny_net().eval()
+    g = torch.Generator().manual_seed(1)
+    ex = torch.randn(4, 6, generator=g, dtype=torch.float64)
+    ey = torch.tensor([0, 1, 2, 1])
+    vx = torch.randn(9, 6, generator=g, dtype=torch.float64)
+    vy = torch.randint(0, 3, (9,), generator=g)
+    batches = [(vx[:5], vy[:5]), (vx[5:], vy[5:])]
+
+    def val_loss(e):
+        params = unrolled(model, e, ey, steps=3, lr=0.3)
+        return F.cross_entropy(torch.func.functional_call(model, params, (vx,)), vy).item()
+
+    grad, loss = meta_gradient(model, ex, ey, batches, len(vy), steps=3, lr=0.3)
+    assert loss == pytest.approx(val_loss(ex), rel=1e-10)
+    h = 1e-6
+    for i, j in [(0, 0), (1, 3), (3, 5), (2, 2)]:
+        up, down = ex.clone(), ex.clone()
+        up[i, j] += h
+        down[i, j] -= h
+        numeric = (val_loss(up) - val_loss(down)) / (2 * h)
+        assert grad[i, j].item() == pytest.approx(numeric, rel=1e-3, abs=1e-9)
+    # truncation: only the last inner step stays in the graph -> a different gradient
+    truncated, _ = meta_gradient(model, ex, ey, batches, len(vy), steps=3, lr=0.3, truncate_k=1)
+    assert not torch.allclose(truncated, grad)
+
+
+def test_herding_follows_greedy_mean_matching_on_a_hand_checkable_case():
+    feats = torch.tensor([[0.0, 0.0], [2.0, 0.0], [1.0, 1.0], [1.0, -1.0], [5.0, 5.0]])
+    # mean (1.8, 1.0): first the closest point (1, 1); then the one bringing the running mean
+    # (of 2) closest to it: (1 + x) / 2 ~ (1.8, 1) -> x = (2.6, 1) -> (2, 0) at distance
+    # |(1.5, 0.5) - (1.8, 1)| = 0.58 beats (5, 5) at 2.03 and (1, -1) at 1.14
+    order = herding(feats, 5).tolist()
+    assert order[:2] == [2, 1]
+    assert sorted(order) == list(range(5)) and herding(feats, 2).tolist() == order[:2]
+
+
+def test_average_incremental_accuracy_and_forgetting_by_hand():
+    r = [[0.90, None, None], [0.70, 0.80, None], [0.50, 0.60, 0.90]]
+    sizes = [200, 100, 100]
+    a = metrics.incremental_accuracies(np.array(r, dtype=float), sizes)
+    assert a == pytest.approx([0.90, (0.7 * 200 + 0.8 * 100) / 300, (0.5 * 200 + 60 + 90) / 400])
+    assert metrics.average_incremental_accuracy(np.array(r, dtype=float), sizes) == pytest.approx(sum(a) / 3)
+    assert metrics.forgetting_rate(np.array(r, dtype=float)) == pytest.approx(0.40)
+
+
+def test_committed_class_orders_are_the_seed_1993_shuffles():
+    for n, committed in ((10, classes.FMNIST_ORDER), (100, classes.CIFAR100_ORDER),
+                         (1000, classes.IMAGENET_ORDER)):
+        np.random.seed(1993)
+        order = np.arange(n)
+        np.random.shuffle(order)
+        assert tuple(order.tolist()) == committed
+    assert classes.CIFAR100_ORDER[:5] == (68, 56, 78, 8, 23)  # spec §4.1
+    chosen = np.random.RandomState(1993).choice(1000, 100, replace=False)
+    assert classes.IMAGENET_SUBSET_WNIDS == tuple(sorted(classes.IMAGENET_WNIDS[i] for i in chosen))
+    assert list(classes.IMAGENET_WNIDS) == sorted(classes.IMAGENET_WNIDS)
+
+
+def test_crop_flip_is_seeded_and_keeps_images_in_place():
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
+    a = crop_flip(x, 2, True, torch.Generator().manual_seed(0))
+    b = crop_flip(x, 2, True, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and a.shape == x.shape
+    assert torch.equal(crop_flip(x, 0, False, torch.Generator()), x)
+
+
+def bench():
+    raw = synthetic("fmnist", (1, 28, 28), 10, train_per_class=12, test_per_class=6)
+    defn = BenchmarkDef("cil@test", "fashion_mnist", "split", 3, "class_incremental",
+                        classes_per_task=2, first_task_classes=4, class_order="list",
+                        class_list=classes.FMNIST_ORDER, remap_labels=True)
+    return materialize(prepare(defn, raw), defn, 0)
+
+
+HP = {"lr": 0.05, "model": {"name": "resnet32_lucir", "blocks_per_stage": 1}, "batch_size": 32,
+      "augment.crop_pad": 2, "augment.flip": True, "lr_schedule": {"milestones": [1], "gamma": 0.1},
+      "optimizer": {"name": "sgd", "momentum": 0.9, "weight_decay": 5e-4},
+      "exemplars.kind": "mnemonics", "exemplars.policy": "per_class", "exemplars.per_class": 4,
+      "weight_transfer": True, "finetune.epochs": 1, "finetune.lr": 0.01, "finetune.batch_size": 16,
+      "mnemonics.outer_epochs": 2, "mnemonics.inner_steps": 2, "mnemonics.inner_lr": 0.01,
+      "mnemonics.lr": 0.01, "mnemonics.adjust_old": True, "mnemonics.init": "random",
+      "mnemonics.mode": "bilevel", "lucir.lambda_base": 5.0, "lucir.k": 2, "lucir.margin": 0.5,
+      "log.artifacts": True}
+
+
+def test_class_order_and_phases_of_a_class_incremental_benchmark():
+    b = bench()
+    assert [t.classes.tolist() for t in b.tasks] == [[0, 1, 2, 3], [4, 5], [6, 7]]
+    # labels are positions in the committed order: class 4 (position 0) is label 0
+    assert set(b.tasks[1].train_y.tolist()) == {4, 5}
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_a_resumed_phase_trainer_ends_with_identical_metrics(tmp_path, monkeypatch):
+    b = bench()
+    reference = train_phases(b, METHODS["lucir"], HP, 0, 1, CPU)
+    assert reference["status"] == "ok" and len(reference["R"]) == 3
+    assert reference["R"][0][1] is None and reference["R"][2][2] is not None
+    ckpt = tmp_path / "run.ckpt.pt"
+    from clrepro.methods import cil
+
+    calls = {"n": 0}
+    real = cil.ClassIncremental.optimise_exemplars
+
+    def crash_once(self, *args, **kwargs):  # die inside the second phase's exemplar work
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise Crash()
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(cil.ClassIncremental, "optimise_exemplars", crash_once)
+    with pytest.raises(Crash):
+        train_phases(b, METHODS["lucir"], HP, 0, 1, CPU, checkpoint=ckpt)
+    assert ckpt.is_file()
+    monkeypatch.setattr(cil.ClassIncremental, "optimise_exemplars", real)
+    resumed = train_phases(b, METHODS["lucir"], HP, 0, 1, CPU, checkpoint=ckpt)
+    assert resumed["timings"]["resumed"] == 1
+    assert resumed["R"] == reference["R"]
+    assert resumed["artifacts"].keys() == reference["artifacts"].keys()
+
+
+@pytest.mark.parametrize("name,extra", [("lwf_cil", {"kd.lambda": 0.5, "kd.tau": 2.0,
+                                                     "kd.form": "soft_targets_eq5"}),
+                                        ("icarl_cil", {}), ("bic", {"kd.tau": 2.0,
+                                                                    "bic.val_fraction": 0.1,
+                                                                    "bic.epochs": 2, "bic.lr": 0.01}),
+                                        ("lucir", {})])
+def test_every_class_incremental_method_runs_and_keeps_its_budget(name, extra):
+    hp = {**HP, **extra, "exemplars.kind": "herding", "mnemonics.adjust_old": False,
+          "weight_transfer": False, "finetune.epochs": 0}
+    out = train_phases(bench(), METHODS[name], hp, 0, 1, CPU)
+    assert out["status"] == "ok" and all(r[0] is not None for r in out["R"])
+
+
+def test_weight_transfer_keeps_the_phase_0_convolutions():
+    b = bench()
+    lucir = METHODS["lucir"]
+    from clrepro.train import make_context
+
+    method = lucir(make_context(b, CPU, 0, 1), {**HP, "exemplars.kind": "herding"})
+    conv = next(m for m in method.model.modules() if isinstance(m, nn.Conv2d))
+    before = conv.weight.detach().clone()
+    from clrepro.methods.base import TaskStream
+
+    method.begin_task(0, TaskStream(b.tasks[0].train_x, b.tasks[0].train_y))
+    method.begin_task(1, TaskStream(b.tasks[1].train_x, b.tasks[1].train_y))
+    frozen = [m for m in method.model.modules() if type(m).__name__ == "TransferConv2d"]
+    assert frozen and torch.equal(frozen[0].weight, before)
+    assert method.model.head.n_old == 4 and method.model.head.n_new == 2
+
+
+def test_the_full_plan_has_304_runs_on_gpus():
+    p = plan.build({"scale": "full", "papers": ["mnemonics2020"]})
+    assert len(p.runs) == 304  # spec §7: 120 + 124 + 60
+    assert all(r.resources["gpu"] for r in p.runs.values())
+    ours = p.run_job("results/runs/cifar100_b50_n5@mnemonics2020/lucir/m20-e160+variant=ours/s2.json")
+    assert ours.hp["exemplars.kind"] == "mnemonics" and ours.hp["weight_transfer"]
+    assert ours.hp["mnemonics.outer_epochs"] == 50 and ours.hp["lr_schedule"]["milestones"] == [80, 120]
+    uppers = [r for r in p.runs.values() if r.spec.method == "joint_cil"]
+    assert len(uppers) == 124 and len({r.spec.benchmark for r in uppers}) == 4
+
+
+def test_a_grown_head_replaces_the_wrapped_networks_head():
+    from clrepro.models import build_model
+
+    model = build_model({"name": "resnet32_lucir", "blocks_per_stage": 1, "normalize": True},
+                        (1, 14, 14), 5, input_norm=([0.5], [0.2]))
+    model.head = nn.Linear(model.n_features, 7)
+    assert model(torch.rand(2, 1, 14, 14)).shape == (2, 7)
+    assert [n for n, _ in model.named_parameters() if n.startswith("head")] == []
