@@ -103,8 +103,12 @@ write_configs() {
     # the node line as slurmd sees this machine (CPUs, sockets, cores, memory)
     hw=$(slurmd -C | head -1 | sed "s/^NodeName=[^ ]*/NodeName=$host/")
     local gres_line="" partitions="PartitionName=cpu Nodes=$host Default=YES MaxTime=INFINITE State=UP"
+    # a cluster without GPUs knows no GPU gres at all, like most CPU clusters: sbatch then
+    # answers --gpus with "Invalid generic resource (gres) specification"
+    local gres_types="# no GresTypes: no GPUs"
     if [ "$gpus" -gt 0 ]; then
         gres_line="Gres=gpu:$gpus"
+        gres_types=$'GresTypes=gpu\n# sacct shows each job\'s GPUs (ReqTRES)\nAccountingStorageTRES=gres/gpu'
         partitions+=$'\n'"PartitionName=gpu Nodes=$host MaxTime=INFINITE State=UP"
     fi
     cat >"$DIR/etc/slurm.conf" <<EOF
@@ -143,10 +147,9 @@ AccountingStoragePort=$dbd_port
 AccountingStoragePass=$DIR/munge/munge.socket.2
 JobAcctGatherType=jobacct_gather/linux
 JobCompType=jobcomp/none
-# sacct shows each job's GPUs (ReqTRES) and the executor plugin's comment (rule, wildcards)
-AccountingStorageTRES=gres/gpu
+# sacct shows the executor plugin's comment (rule, wildcards)
 AccountingStoreFlags=job_comment
-GresTypes=gpu
+$gres_types
 $hw $gres_line NodeAddr=127.0.0.1 State=UNKNOWN
 $partitions
 EOF
