@@ -266,7 +266,7 @@ pid_of() {  # pid_of NAME [DIR]: the live PID of a daemon started in DIR, or not
     if [ -r "/proc/$pid/comm" ] && [ "$(cat "/proc/$pid/comm")" = "$1" ]; then echo "$pid"; fi
 }
 
-job_pids() {  # processes of this cluster's jobs: they carry our SLURM_CONF and a job id
+job_pids() {  # jobs' batch processes left after scancel: they carry our SLURM_CONF and a job id
     local environ pid
     for environ in /proc/[0-9]*/environ; do
         pid=${environ#/proc/}; pid=${pid%/environ}
