@@ -53,9 +53,10 @@ def test_runs_go_through_the_slurm_executor(tmp_path):
     first, retry = [o for o in gpu if "gem_m10-e1" in o["--comment"]]
     assert (int(first["--mem"]), int(first["-t"])) == (2000, 15)
     assert (int(retry["--mem"]), int(retry["-t"])) == (4000, 30)  # grow with the attempt
-    # the tiny CPU runs share one group allocation, capped at 2 CPUs and 4 GB
+    # the tiny CPU runs share one bundle, which runs them one after the other: one run's
+    # CPU and memory, the three runs' times in a row
     assert len(cpu) == 1 and "cpu_runs" in cpu[0]["--comment"] and "--gpus" not in cpu[0]
-    assert (cpu[0]["--cpus-per-task"], cpu[0]["--mem"]) == ("2", "4000")
+    assert (cpu[0]["--cpus-per-task"], cpu[0]["--mem"], cpu[0]["-t"]) == ("1", "2000", "45")
     # data preparation and rendering stayed on the submit host
     assert not any("prepare_data" in s["options"]["--comment"] or "render" in s["options"]["--comment"]
                    for s in subs)

@@ -8,6 +8,13 @@
 ruleorder: train_logged > train
 
 
+# On SLURM the CPU runs are bundled (workflow/profiles/slurm): each takes one bundle slot,
+# and the profile's `resources: bundle_slots` says how many of a bundle's runs go at once.
+# Local scope: that limit applies to each bundle, not to the whole workflow.
+resource_scopes:
+    bundle_slots="local",
+
+
 rule train:
     input:
         pt=f"{RESULTS}/data/{{benchmark}}.pt",
@@ -28,6 +35,7 @@ rule train:
     resources:
         mem_mb=lambda wc, attempt: run_of(wc).resources["mem_mb"] * attempt,
         runtime=lambda wc, attempt: run_of(wc).resources["runtime"] * attempt,
+        bundle_slots=1,
     conda:
         "../envs/clrepro.yaml"
     script:
