@@ -194,7 +194,7 @@ def render_table5(ctx: Context) -> Rendered:
     def stacked(frames):
         table = pd.concat(frames, ignore_index=True).fillna("")
         tasks = sorted((c for c in table if c.startswith("T")), key=lambda c: int(c[1:]))
-        return table[["setting", "method", *tasks, "Avg."]]
+        return table[[c for c in ("setting", "method", *tasks, "Avg.") if c in table]]
 
     return Rendered(pd.concat([p[0] for p in parts], ignore_index=True),
                     display=stacked([p[1] for p in parts]), paper_table=stacked([p[2] for p in parts]),

@@ -114,8 +114,9 @@ def benchmarks(scale: str, options: dict[str, Any]) -> dict[str, BenchmarkDef]:
                                      data_seed=seed, **FULL_TRACKS[track]))
         else:
             spec = dict(QUICK_TRACKS[track])
-            if scale == "smoke":  # the pipeline only: a few batches (NIC: every class twice)
+            if scale == "smoke":  # the pipeline only: a few small batches (NIC: each class twice)
                 spec["n_tasks"] = 20 if track == "nic" else 2
+                spec.update({"train_per_class": 20} if track == "mtnc" else {"train_per_task": 20})
             defs.append(BenchmarkDef(track_bench(track, scale), "fashion_mnist", quick=True,
                                      image_size=14, resize="area", data_seed=seed, **spec))
     return {d.name: d for d in defs}
