@@ -19,13 +19,15 @@ from clrepro.analysis.plots import setup_style
 from clrepro.analysis.tables import fmt_mean_sd
 from clrepro.papers.base import Context, Rendered
 from clrepro.papers.mnemonics2020 import numbers as N
+from clrepro.papers.mnemonics2020 import protocol as P
 from clrepro.papers.mnemonics2020 import runs as R
 from clrepro.spec import RunSpec
 
 QUICK_NOTE = ("Quick stand-in (spec §6, shrunk to fit the quick budget): Fashion-MNIST at 14x14 "
               "with 250 training images per class, 5 base classes then 5 phases of one class, "
-              "ResNet-32 with one block per stage, 10 epochs per phase, mnemonics with 5 outer "
-              "epochs of 10 inner steps. Values are not comparable with the paper's.")
+              f"ResNet-32 with one block per stage, {P.EPOCHS['fmnist']} epochs per phase, "
+              f"mnemonics with {P.MNEMONICS['quick'][0]} outer epochs of "
+              f"{P.MNEMONICS['quick'][1]} inner steps. Values are not comparable with the paper's.")
 
 
 def frame(ctx: Context) -> pd.DataFrame:

@@ -3,11 +3,10 @@ ImageNet upper bounds), the quick stand-in's 19."""
 
 from __future__ import annotations
 
-from clrepro.papers.mnemonics2020.protocol import (DATASETS, METHODS, PHASES, VARIANTS,
-                                                   bench_name, parse)
+from clrepro.papers.mnemonics2020.protocol import (DATASETS, EPOCHS, METHODS, PHASES, SMOKE_EPOCHS,
+                                                   VARIANTS, bench_name, parse)
 from clrepro.spec import RunSpec
 
-EPOCHS = {"cifar100": 160, "imagenet_subset": 90, "imagenet": 90}
 SEEDS = {"cifar100": [0, 1, 2], "imagenet_subset": [0], "imagenet": [0]}  # spec §3 suite default
 ROWS = [f"{m}{suffix}" for m in METHODS for suffix in ("", "_ours")]
 TITLES = {"lwf_cil": "LwF", "icarl_cil": "iCaRL", "bic": "BiC", "lucir": "LUCIR",
@@ -32,7 +31,9 @@ def seeds(dataset: str, scale: str, chosen: list[int] | None) -> list[int]:
 
 
 def epochs(dataset: str, scale: str) -> int:
-    return EPOCHS[dataset] if scale == "full" else (10 if scale == "quick" else 2)
+    if scale == "smoke":
+        return SMOKE_EPOCHS
+    return EPOCHS[dataset if scale == "full" else "fmnist"]
 
 
 def run(row: str, dataset: str, n: int, seed: int, scale: str) -> RunSpec:
