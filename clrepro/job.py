@@ -43,9 +43,12 @@ def checkpoint_path(out: Path) -> Path:
 
 
 def run_job(desc: dict[str, Any], out: str | Path, prepared: str | Path, device: str = "auto",
-            threads: int = 1, artifacts_out: str | Path | None = None) -> dict[str, Any]:
+            threads: int = 1, artifacts_out: str | Path | None = None,
+            tensors: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """Train the run `desc` describes and write its record to `out` (and, if asked, the
-    tensors the method keeps for figures to `artifacts_out`, written first)."""
+    tensors the method keeps for figures to `artifacts_out`, written first). `tensors`: the
+    prepared benchmark already loaded and verified (clrepro.batch), else read from
+    `prepared`."""
     out = Path(out)
     spec = RunSpec.from_dict(desc["spec"])
     if RunSpec.from_path(out) != spec:
@@ -62,7 +65,8 @@ def run_job(desc: dict[str, Any], out: str | Path, prepared: str | Path, device:
              spec.benchmark, spec.seed, spec.memory, spec.epochs, dev, threads,
              "" if threads == 1 else "s")
     log.info("hyperparameters: %s", hp)
-    tensors = store.load_or_rebuild(defn, settings, Path(prepared))
+    if tensors is None:
+        tensors = store.load_or_rebuild(defn, settings, Path(prepared))
     if defn.file_backed:
         bench = materialize_track(tensors, defn, settings)
         log.info("decoded %d training and %d evaluation images of %s", sum(

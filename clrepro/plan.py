@@ -6,6 +6,7 @@ descriptions; it never lists methods, benchmarks or seeds itself.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,55 @@ class Plan:
 
     def artifact_path(self, run_path: str | Path) -> Path:
         return Path(run_path).with_suffix(".artifacts.pt")
+
+    # -- batches: many small CPU runs in one process (issue 12) ---------------------------
+    @functools.cached_property
+    def batches(self) -> dict[str, list[str]]:
+        """batch id ('<benchmark>/s<stage>-<k>') -> run paths. The runs of a benchmark are
+        chunked, at most `batch_runs` runs (0: no batching) and `batch_minutes` of their
+        planned time limits to a batch (so a batch of long runs stays short, on a
+        workstation's cores as in a SLURM partition): every CPU run, and the GPU runs of the
+        small presets (at full scale a GPU run keeps a job of its own). Runs that read other
+        runs' records (a tuning grid) form a later stage, so a batch never waits on itself."""
+        size, minutes = self.config["batch_runs"], self.config["batch_minutes"]
+        groups: dict[tuple[str, int], list[str]] = {}
+        for key, job in sorted(self.runs.items()):
+            if size and (not job.resources["gpu"] or self.scale != "full"):
+                groups.setdefault((job.spec.benchmark, int(bool(job.needs))), []).append(key)
+        out = {}
+        for (benchmark, stage), keys in groups.items():
+            chunks: list[list[str]] = [[]]
+            for key in keys:
+                planned = sum(self.runs[k].resources["runtime"] for k in chunks[-1] + [key])
+                if chunks[-1] and (len(chunks[-1]) == size or planned > minutes):
+                    chunks.append([])
+                chunks[-1].append(key)
+            out.update({f"{benchmark}/s{stage}-{k}": chunk for k, chunk in enumerate(chunks)})
+        return out
+
+    @functools.cached_property
+    def batch_of(self) -> dict[str, str]:
+        """run path -> its batch id (batched runs only)."""
+        return {key: batch for batch, keys in self.batches.items() for key in keys}
+
+    def batch_token(self, batch: str) -> Path:
+        """What a batch job outputs once all its runs have records (the records themselves
+        are written beside, one by one, so a partly done batch keeps its finished runs)."""
+        return self.root / "batches" / f"{batch}.done"
+
+    def run_inputs(self, path: str | Path) -> list[str]:
+        """What a consumer of a run's record waits for: the record (and the tensors a logging
+        run saves) or, for a batched run, its batch's token. A batched run's file that is
+        missing although its batch finished (deleted by hand) is asked for by name: the
+        single-run rule makes it again. (An edited record changes no input of a batched
+        run's readers: rerun them with --forcerun.)"""
+        key = str(Path(path))
+        files = [key] + ([str(self.artifact_path(key))] if self.logs_artifacts(self.run_job(key)) else [])
+        batch = self.batch_of.get(key)
+        if batch is None:
+            return files
+        token = self.batch_token(batch)
+        return [str(token)] + ([f for f in files if not Path(f).is_file()] if token.is_file() else [])
 
     @property
     def gpu_benchmarks(self) -> set[str]:

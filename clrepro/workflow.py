@@ -67,6 +67,24 @@ def train(snakemake: Any) -> None:
     _logged(snakemake, body)
 
 
+def train_batch(snakemake: Any) -> None:
+    from clrepro.batch import run_batch
+    from clrepro.fsutil import write_json
+
+    def body():
+        config = _config(snakemake)
+        outcome = run_batch(snakemake.params.runs, config["data"], snakemake.input.pt,
+                            device=config["device"], threads=snakemake.threads,
+                            gpu=int(snakemake.resources.get("gpu", 0)) > 0)
+        failed = {k: v for k, v in outcome.items() if v.startswith("failed")}
+        if failed:
+            raise RuntimeError(f"{len(failed)} of {len(outcome)} runs failed (their own logs "
+                               f"say why): " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
+        write_json(snakemake.output[0], outcome)
+
+    _logged(snakemake, body)
+
+
 def render(snakemake: Any) -> None:
     from clrepro import plan
     from clrepro.render import render_artifact

@@ -160,3 +160,22 @@ def test_seeds_are_the_users_choice():
         build(seeds={"gem2017": 0})
     with pytest.raises(cfg.ConfigError, match="unknown key"):
         build(seeds={"gemm2017": 3})
+
+
+@pytest.mark.parametrize("scale", ["quick", "full"])
+def test_batches_cover_every_cpu_run_once_within_their_limits(scale):
+    p = plan.build({"scale": scale, "batch_runs": 5, "batch_minutes": 100})
+    batched = [k for keys in p.batches.values() for k in keys]
+    assert len(batched) == len(set(batched))
+    wanted = {k for k, r in p.runs.items() if not r.resources["gpu"] or scale != "full"}
+    assert set(batched) == wanted
+    for batch, keys in p.batches.items():
+        jobs = [p.runs[k] for k in keys]
+        assert len(keys) <= 5
+        assert len(keys) == 1 or sum(j.resources["runtime"] for j in jobs) <= 100
+        assert {j.spec.benchmark for j in jobs} == {batch.split("/")[0]}
+        assert len({bool(j.needs) for j in jobs}) == 1  # tuning readers never wait on their own batch
+
+
+def test_batch_runs_zero_means_one_job_per_run():
+    assert plan.build({"scale": "quick", "batch_runs": 0}).batches == {}

@@ -12,7 +12,7 @@ from clrepro import plan
 from clrepro.job import checkpoint_path
 
 from local_slurm import local_cluster
-from test_slurm_profile import CPU_ONLY, readme_args
+from test_slurm_profile import CPU_ONLY, cpu_only, readme_args
 from test_workflow import SNAKEMAKE, snakemake, workdir
 
 pytestmark = pytest.mark.slurm
@@ -65,10 +65,11 @@ def run_smoke(cluster, cwd, args) -> float:
     return elapsed
 
 
-def smoke_runs():
+def smoke_batches():
+    """(GPU batches, CPU batches) of the smoke preset and the plan."""
     p = plan.build({"scale": "smoke", "data": {"synthetic": True}})
-    gpu = sum(1 for r in p.runs.values() if r.resources["gpu"])
-    return gpu, len(p.runs) - gpu
+    gpu = [b for b, keys in p.batches.items() if p.runs[keys[0]].resources["gpu"]]
+    return gpu, [b for b in p.batches if b not in gpu], p
 
 
 def test_smoke_workflow_through_real_sbatch(gpu_cluster, tmp_path):
@@ -77,44 +78,45 @@ def test_smoke_workflow_through_real_sbatch(gpu_cluster, tmp_path):
     jobs = sacct(gpu_cluster)
     print(f"smoke preset through SLURM (2 stand-in GPUs): {elapsed:.0f} s, {len(jobs)} SLURM jobs")
     show(jobs)
-    n_gpu, n_cpu = smoke_runs()
-    gpu_jobs = [j for j in jobs if "rule_train_gpu" in j["Comment"]]
-    bundles = [j for j in jobs if "cpu_runs" in j["Comment"]]
+    gpu, cpu, p = smoke_batches()
+    gpu_jobs = [j for j in jobs if "rule_train_batch_gpu" in j["Comment"]]
+    cpu_jobs = [j for j in jobs if "rule_train_batch_wildcards" in j["Comment"]]
     assert all(j["State"] == "COMPLETED" for j in jobs)
-    assert len(gpu_jobs) == n_gpu and len(bundles) == -(-n_cpu // 50) and len(jobs) == n_gpu + len(bundles)
-    # each ResNet run: its own job, one GPU, on README's partition and the run's own request
+    assert len(gpu_jobs) == len(gpu) and len(cpu_jobs) == len(cpu) and len(jobs) == len(p.batches)
+    # each batch of ResNet runs: one job, one GPU, README's partition, its runs' largest
+    # memory and the sum of their times
     assert all(gpus_of(j) == 1 and j["Partition"] == "gpu" for j in gpu_jobs)
-    assert all((j["ReqMem"], j["Timelimit"], j["ReqCPUS"]) == ("2000M", "00:15:00", "1") for j in gpu_jobs)
-    # bundles: no GPU, one run's CPU and memory, the runs' times in a row
-    assert all(gpus_of(j) == 0 and j["Partition"] == "cpu" for j in bundles)
-    assert all((j["ReqMem"], j["ReqCPUS"]) == ("2000M", "1") for j in bundles)
-    assert "12:30:00" in {j["Timelimit"] for j in bundles}  # 50 runs x 15 min
+    assert all((j["ReqMem"], j["ReqCPUS"]) == ("2000M", "1") for j in gpu_jobs)
+    minutes = {sum(p.runs[k].resources["runtime"] for k in p.batches[b]) for b in gpu}
+    assert {int(j["Timelimit"].split(":")[0]) * 60 + int(j["Timelimit"].split(":")[1])
+            for j in gpu_jobs} == minutes
+    # CPU batches: no GPU, one CPU
+    assert all(gpus_of(j) == 0 and j["Partition"] == "cpu" and j["ReqCPUS"] == "1" for j in cpu_jobs)
 
 
 def test_resnet_runs_on_a_cluster_without_gpus(cpu_only_cluster, tmp_path):
-    """README's switch on a cluster that has no GPU at all. Only the jobs it changes: every
-    ResNet run of the smoke preset and GEM's Table 2 built from them (the CPU bundles are
-    the same as above, and running them again would double the time)."""
-    # without the switch, sbatch refuses every ResNet run here
+    """README's switch on a cluster that has no GPU at all. Only the jobs it changes: the
+    batch of ResNet runs behind GEM's Table 2, and the table (the CPU batches are the same
+    as above, and running them again would double the time)."""
+    # without the switch, sbatch refuses every ResNet batch here
     out = subprocess.run(["sbatch", "--gpus=1", "-o", "/dev/null", "--wrap", "true"],
                          env=cpu_only_cluster.env, capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "Invalid generic resource" in out.stderr, out.stderr
 
-    p = plan.build({"scale": "smoke", "data": {"synthetic": True}})
-    resnet_runs = sorted(k for k, r in p.runs.items() if r.resources["gpu"])
-    args = readme_args(LOCAL_COMMAND)
-    args = args[:args.index("--set-resources")] + CPU_ONLY  # README: "replace the last line by ..."
+    _, _, p = smoke_batches()
+    resnet_runs = sorted(k for k in p.batch_of if "gem2017" in k and p.runs[k].resources["gpu"])
+    args = cpu_only(readme_args(LOCAL_COMMAND))
     cwd = workdir(tmp_path)
     started = time.monotonic()
-    snakemake("results/tables/gem.table2.csv", *resnet_runs, *args, *FAST_POLL, cwd=cwd,
-              env=cpu_only_cluster.env)
+    snakemake("results/tables/gem.table2.csv", *args, *FAST_POLL, cwd=cwd, env=cpu_only_cluster.env)
     elapsed = time.monotonic() - started
     jobs = sacct(cpu_only_cluster)
-    print(f"ResNet runs through SLURM without GPUs ({' '.join(CPU_ONLY)}): {elapsed:.0f} s")
+    print(f"ResNet runs through SLURM without GPUs ({CPU_ONLY}): {elapsed:.0f} s")
     show(jobs)
-    assert all((cwd / run).is_file() for run in resnet_runs)
+    assert resnet_runs and all((cwd / run).is_file() for run in resnet_runs)
     assert (cwd / "results/tables/gem.table2.csv").is_file()
-    assert len(jobs) == len(resnet_runs) and all(j["State"] == "COMPLETED" for j in jobs)
+    assert len(jobs) == len({p.batch_of[k] for k in resnet_runs})
+    assert all(j["State"] == "COMPLETED" for j in jobs)
     assert all(gpus_of(j) == 0 and j["Partition"] == "cpu" for j in jobs)
 
 

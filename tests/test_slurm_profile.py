@@ -14,14 +14,25 @@ from conftest import ROOT
 from test_workflow import snakemake, workdir
 
 CLUSTER = "Running on a cluster"
-CPU_ONLY = ["--set-resources", "train_gpu:gpu=0"]  # README's switch for clusters without GPUs
-TRAIN_RULES = {"train", "train_gpu", "train_logged"}
+CPU_ONLY = "device=cpu"  # README's switch for clusters without GPUs
+SINGLE_RULES = {"train", "train_gpu", "train_logged", "train_logged_gpu"}
+BATCH_RULES = {"train_batch", "train_batch_gpu"}
+TRAIN_RULES = SINGLE_RULES | BATCH_RULES
 
 
 def readme_args(prefix: str) -> list[str]:
     """README's command without its program name, the profile found from any directory."""
     return [str(ROOT / a) if a.startswith("workflow/") else a
             for a in readme.command(CLUSTER, prefix)[1:]]
+
+
+def cpu_only(args: list[str]) -> list[str]:
+    """README: "add device=cpu to --config and leave out --set-resources"."""
+    args = args[:args.index("--set-resources")]
+    if "--config" in args:
+        at = args.index("--config") + 1
+        return args[:at] + [CPU_ONLY] + args[at:]
+    return args + ["--config", CPU_ONLY]
 
 
 def dry_run_jobs(*args, cwd) -> list[dict]:
@@ -48,34 +59,40 @@ def full_retry(tmp_path_factory):
 
 def test_training_runs_ask_for_their_own_memory_and_time_growing_with_attempt(full_retry):
     planned = plan.build({"scale": "full"})
-    runs = [j for j in full_retry if j["rule"] in TRAIN_RULES]
-    assert len(runs) == len(planned.runs)
-    for job in runs:
-        want = planned.run_job(job["output"]).resources
+    singles = [j for j in full_retry if j["rule"] in SINGLE_RULES]
+    batches = [j for j in full_retry if j["rule"] in BATCH_RULES]
+    tokens = {str(planned.batch_token(b)): b for b in planned.batches}
+    assert len(singles) + sum(len(planned.batches[tokens[j["output"]]]) for j in batches) \
+        == len(planned.runs)
+    for job in singles + batches:
+        if job in singles:
+            want = planned.run_job(job["output"]).resources
+        else:  # a batch: its largest memory, the sum of its runs' times, one process
+            runs = [planned.runs[k].resources for k in planned.batches[tokens[job["output"]]]]
+            want = {"mem_mb": max(r["mem_mb"] for r in runs), "gpu": runs[0]["gpu"],
+                    "runtime": sum(r["runtime"] for r in runs)}
         res = job["resources"]
         assert (int(res["mem_mb"]), int(res["runtime"])) == (2 * want["mem_mb"], 2 * want["runtime"]), job
         # README's partition and account came on top of the profile, replacing nothing
         assert res["slurm_partition"] == ("gpu" if want["gpu"] else "cpu"), job
         assert res["slurm_account"] == "myproject", job
         assert res.get("gpu", "0") == ("1" if want["gpu"] else "0"), job
-    # nothing caps them: miniImageNet's 24,000 MB became 48,000 on the second attempt
-    assert max(int(j["resources"]["mem_mb"]) for j in runs) == 48_000
+    # nothing caps them: the largest request (Mnemonics' ImageNet runs, 64,000 MB) doubles
+    largest = max(r.resources["mem_mb"] for r in planned.runs.values())
+    assert largest == 64_000 and max(int(j["resources"]["mem_mb"]) for j in singles) == 2 * largest
 
 
-def test_every_cpu_run_is_bundled_and_no_gpu_run_is(full_retry):
+def test_cpu_runs_are_batched_and_gpu_runs_keep_a_job_each(full_retry):
     counts = Counter((j["rule"], j["bundled"]) for j in full_retry if j["rule"] in TRAIN_RULES)
-    assert counts[("train_logged", True)] > 0 and counts[("train", True)] > 0
-    assert counts[("train_gpu", False)] > 0
-    assert counts[("train", False)] == counts[("train_logged", False)] == 0
-    assert counts[("train_gpu", True)] == 0
+    assert counts[("train_batch", False)] > 0 and counts[("train_gpu", False)] > 0
+    assert counts[("train_logged_gpu", False)] > 0  # Mnemonics' runs that keep exemplars
+    assert set(counts) == {("train_batch", False), ("train_gpu", False), ("train_logged_gpu", False)}
 
 
 def test_cpu_only_switch_drops_the_gpu_request(tmp_path):
-    assert " ".join(CPU_ONLY) in readme.section(CLUSTER)
-    args = readme_args("snakemake --workflow-profile")
-    args = args[:args.index("--set-resources")] + CPU_ONLY  # "replace the last line by ..."
-    jobs = dry_run_jobs(*args, cwd=workdir(tmp_path))
-    gpu_runs = [j for j in jobs if j["rule"] == "train_gpu"]
+    assert f"--config scale=full {CPU_ONLY}" in readme.section(CLUSTER)
+    jobs = dry_run_jobs(*cpu_only(readme_args("snakemake --workflow-profile")), cwd=workdir(tmp_path))
+    gpu_runs = [j for j in jobs if j["rule"] in ("train_gpu", "train_logged_gpu")]
     assert gpu_runs and all(j["resources"].get("gpu", "0") == "0" for j in gpu_runs)
     assert all(j["resources"]["slurm_partition"] == "cpu" for j in gpu_runs)
 

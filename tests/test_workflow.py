@@ -46,11 +46,19 @@ def test_dry_run_lists_every_planned_run(scale, tmp_path):
     out = snakemake("-n", "--config", f"scale={scale}", cwd=workdir(tmp_path))
     counts = job_counts(out.stdout)
     expected = plan.build({"scale": scale})
-    trained = sum(counts.get(rule, 0) for rule in ("train", "train_gpu", "train_logged"))
-    assert trained == len(expected.runs)
-    assert counts.get("train_logged", 0) == sum(expected.logs_artifacts(j) for j in expected.runs.values())
-    gpu = sum(r.resources["gpu"] for r in expected.runs.values())
-    assert counts.get("train_gpu", 0) == gpu > 0
+    batched = counts.get("train_batch", 0) + counts.get("train_batch_gpu", 0)
+    assert batched == len(expected.batches) > 0
+    singles = [k for k in expected.runs if k not in expected.batch_of]
+    trained = sum(counts.get(rule, 0) for rule in ("train", "train_gpu", "train_logged",
+                                                     "train_logged_gpu"))
+    assert trained == len(singles)
+    assert sum(len(b) for b in expected.batches.values()) + len(singles) == len(expected.runs)
+    gpu = [j for j in expected.runs.values() if j.resources["gpu"]]
+    if scale == "full":  # every GPU run keeps a job of its own
+        assert counts.get("train_gpu", 0) + counts.get("train_logged_gpu", 0) == len(gpu) > 0
+        assert counts.get("train_logged_gpu", 0) == sum(expected.logs_artifacts(j) for j in gpu)
+    else:  # the small presets batch them too
+        assert counts.get("train_batch_gpu", 0) > 0 and not singles
     assert counts["prepare_data"] == len(expected.benchmarks)
     assert counts["render_table"] + counts["render_figure"] == len(expected.artifacts)
     assert counts["report"] == 1
@@ -87,7 +95,8 @@ def test_smoke_run_end_to_end_on_synthetic_data(smoke):
     for job in expected.artifacts.values():
         assert all((smoke / p).is_file() for p in job.outputs)
         claims = json.loads((smoke / job.claims).read_text())
-        assert claims["scale_label"].startswith("smoke") and claims["claims"]
+        assert claims["scale_label"].startswith("smoke")
+        assert len(claims["claims"]) == len(job.artifact.claims)
     assert (smoke / "results/logs/runs").is_dir()
 
 
@@ -96,13 +105,59 @@ def test_second_invocation_has_nothing_to_do(smoke):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-def test_protocol_change_reruns_only_the_runs_it_concerns(smoke):
+def test_batched_records_equal_single_run_records(smoke, tmp_path):
+    """Records made inside a batch are bit-identical (R, b, curve, metrics, counters) to the
+    same runs made one process each, for a run of every trainer and artifact kind."""
+    p = smoke_plan()
+    picks = {}
+    for key, job in sorted(p.runs.items()):
+        kind = (job.paper, job.spec.method in ("gem", "lucir", "replay_drl", "bld"))
+        if key in p.batch_of and kind[1]:
+            picks.setdefault(kind, key)
+    assert len(picks) >= 4
+    for key in picks.values():
+        batched = json.loads((smoke / key).read_text())
+        single = tmp_path / key
+        cmd = [sys.executable, "-m", "clrepro", "run", str(single), "--configfile",
+               str(smoke / ".test/config.yaml"), "--set", f"results={tmp_path / 'results'}",
+               "--data", str(smoke / p.benchmark_path(p.runs[key].spec.benchmark))]
+        subprocess.run(cmd, cwd=smoke, check=True, capture_output=True, timeout=600)
+        alone = json.loads(single.read_text())
+        for field in ("status", "R", "b", "curve", "metrics", "counters", "protocol_hash"):
+            assert alone[field] == batched[field], (key, field)
+
+
+def test_protocol_change_reruns_only_the_runs_it_concerns(smoke, tmp_path):
+    """The batches holding GEM runs rerun (their params changed); inside them only the GEM
+    runs are trained again, the other records are left as they were."""
+    smoke = shutil.copytree(smoke, tmp_path / "copy", symlinks=True)  # the others keep theirs
     (smoke / "margin.yaml").write_text("options:\n  gem2017:\n    gem.margin: 0.1\n")
+    p = smoke_plan()
+    gem_runs = [k for k, r in p.runs.items() if r.spec.method == "gem"]
+    touched = {p.batch_of[k] for k in gem_runs}
     out = snakemake("-n", "--configfile", ".test/config.yaml", "margin.yaml", cwd=smoke)
-    reruns = re.findall(r"output: (results/runs/\S+\.json)", out.stdout)
-    gem_runs = [p for p, r in smoke_plan().runs.items() if r.spec.method == "gem"]
-    assert sorted(reruns) == sorted(gem_runs)
+    reruns = re.findall(r"output: (results/batches/\S+\.done)", out.stdout)
+    assert sorted(reruns) == sorted(str(p.batch_token(b)) for b in touched)
     assert "Params have changed" in out.stdout
+    bystanders = [k for b in touched for k in p.batches[b] if k not in gem_runs]
+    assert bystanders  # the check below means something
+    before = {k: (smoke / k).stat().st_mtime_ns for k in bystanders + gem_runs}
+    snakemake(*sorted(reruns), "--cores", "2", "--configfile", ".test/config.yaml", "margin.yaml",
+              cwd=smoke)  # the batches only: rendering is tested elsewhere
+    assert all((smoke / k).stat().st_mtime_ns == before[k] for k in bystanders)
+    for k in gem_runs:
+        assert json.loads((smoke / k).read_text())["hp"]["gem.margin"] == 0.1
+
+
+def test_a_deleted_record_of_a_finished_batch_is_made_again_alone(smoke):
+    p = smoke_plan()
+    key = next(k for k in sorted(p.batch_of) if "gmed2021" in k and not p.logs_artifacts(p.runs[k]))
+    record = (smoke / key).read_text()
+    (smoke / key).unlink()
+    out = snakemake("-n", "--configfile", ".test/config.yaml", cwd=smoke)
+    assert re.findall(r"output: (results/runs/\S+\.json)", out.stdout) == [key]
+    assert f"output: {p.batch_token(p.batch_of[key])}" not in out.stdout  # its batch is not rerun
+    (smoke / key).write_text(record)
 
 
 def test_report_regenerates_alone_and_as_html(smoke):
@@ -127,9 +182,10 @@ def test_unusable_records_show_as_failed_cells(smoke):
     record = json.loads(stale.read_text())
     record["hp"]["protocol_version"] = 0
     stale.write_text(json.dumps(record))
+    # edited records of batched runs change no input: the table is rebuilt on request
     out = snakemake("results/tables/gem.table3.csv", "--cores", "1", "--configfile",
-                    ".test/config.yaml", cwd=smoke)
-    assert "render_table" in out.stdout + out.stderr  # newer inputs: the table is rebuilt
+                    ".test/config.yaml", "--forcerun", "render_table", cwd=smoke)
+    assert "render_table" in out.stdout + out.stderr
     table = (smoke / "results/tables/gem.table3.md").read_text()
     assert "1 corrupt" in table and "1 diverged" in table and "1 stale" in table
     claims = json.loads((smoke / "results/claims/gem.table3.json").read_text())

@@ -1,5 +1,6 @@
 # Shared setup: validate the config, build the plan, define wildcard spaces.
 import re
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
@@ -29,7 +30,10 @@ FIGURES = [a for a, job in PLAN.artifacts.items() if job.artifact.kind == "figur
 
 GPU_BENCHMARKS = _alternatives(PLAN.gpu_benchmarks)
 CPU_BENCHMARKS = _alternatives(set(PLAN.benchmarks) - PLAN.gpu_benchmarks)
-LOGGED_BENCHMARKS = _alternatives(PLAN.logged[0])
+# GPUs a GPU run's job asks for: none with device=cpu (the switch for a cluster without GPUs)
+GPUS_PER_GPU_JOB = 0 if CONFIG["device"] == "cpu" else 1
+LOGGED_CPU_BENCHMARKS = _alternatives(PLAN.logged[0] - PLAN.gpu_benchmarks)
+LOGGED_GPU_BENCHMARKS = _alternatives(PLAN.logged[0] & PLAN.gpu_benchmarks)
 LOGGED_METHODS = _alternatives(PLAN.logged[1])
 
 
@@ -50,11 +54,35 @@ def run_of(wc):
 
 
 def artifact_runs(wc):
-    """An artifact's inputs: its runs' records, and the tensors the logging runs saved."""
+    """An artifact's inputs: its runs' records and the tensors logging runs save, or the
+    tokens of the batches that write them (clrepro.plan.Plan.run_inputs)."""
     paths = []
     for spec in PLAN.artifacts[wc.artifact].runs:
-        path = spec.path(PLAN.root)
-        paths.append(str(path))
-        if PLAN.logs_artifacts(PLAN.run_job(path)):
-            paths.append(str(PLAN.artifact_path(path)))
-    return paths
+        paths += PLAN.run_inputs(spec.path(PLAN.root))
+    return sorted(set(paths))
+
+
+def run_of_path(path):
+    return PLAN.run_job(path)
+
+
+def batch_paths(wc):
+    return PLAN.batches[f"{wc.benchmark}/{wc.batch}"]
+
+
+def batch_runs(wc):
+    """The batch's runs: record path -> protocol (its rerun trigger), the tensors it saves,
+    and its own log file (the one the single-run rule would write)."""
+    out = {}
+    for path in batch_paths(wc):
+        job = PLAN.run_job(path)
+        log = Path(RESULTS) / "logs" / Path(path).relative_to(RESULTS).with_suffix(".log")
+        out[path] = {"protocol": job.protocol(), "log": str(log),
+                     "artifacts": str(PLAN.artifact_path(path)) if PLAN.logs_artifacts(job) else None}
+    return out
+
+
+def batch_needs(wc):
+    """Records (or batch tokens) of the tuning runs this batch's runs read."""
+    needed = {str(s.path(PLAN.root)) for p in batch_paths(wc) for s in PLAN.run_job(p).needs}
+    return sorted({f for n in needed for f in PLAN.run_inputs(n)})

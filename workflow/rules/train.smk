@@ -6,6 +6,7 @@
 
 
 ruleorder: train_logged > train
+ruleorder: train_logged_gpu > train_gpu
 
 
 # On SLURM the CPU runs are bundled (workflow/profiles/slurm): each takes one bundle slot,
@@ -15,12 +16,15 @@ resource_scopes:
     bundle_slots="local",
 
 
+# The single-run rule's inputs are `ancient`: a record is remade when its protocol (params)
+# changes, not when its data or tuning records are rewritten -- the definition of both is
+# part of the protocol -- so that a batch rerun never races a single-run job on one record.
 rule train:
     input:
-        pt=f"{RESULTS}/data/{{benchmark}}.pt",
-        manifest=f"{RESULTS}/data/{{benchmark}}.json",
+        pt=ancient(f"{RESULTS}/data/{{benchmark}}.pt"),
+        manifest=ancient(f"{RESULTS}/data/{{benchmark}}.json"),
         # the tuning runs a hyperparameter of this run is chosen from (GMED Random Edit)
-        tuned=lambda wc: [str(s.path(PLAN.root)) for s in run_of(wc).needs],
+        tuned=lambda wc: [ancient(str(s.path(PLAN.root))) for s in run_of(wc).needs],
     output:
         f"{RESULTS}/runs/{{benchmark}}/{{method}}/{{setting}}/s{{seed}}.json",
     wildcard_constraints:
@@ -46,7 +50,7 @@ use rule train as train_gpu with:
     wildcard_constraints:
         benchmark=GPU_BENCHMARKS,
     resources:
-        gpu=1,
+        gpu=GPUS_PER_GPU_JOB,
         mem_mb=lambda wc, attempt: run_of(wc).resources["mem_mb"] * attempt,
         runtime=lambda wc, attempt: run_of(wc).resources["runtime"] * attempt,
 
@@ -56,5 +60,55 @@ use rule train as train_logged with:
         record=f"{RESULTS}/runs/{{benchmark}}/{{method}}/{{setting}}/s{{seed}}.json",
         artifacts=f"{RESULTS}/runs/{{benchmark}}/{{method}}/{{setting}}/s{{seed}}.artifacts.pt",
     wildcard_constraints:
-        benchmark=LOGGED_BENCHMARKS,
+        benchmark=LOGGED_CPU_BENCHMARKS,
         method=LOGGED_METHODS,
+
+
+use rule train_gpu as train_logged_gpu with:
+    output:
+        record=f"{RESULTS}/runs/{{benchmark}}/{{method}}/{{setting}}/s{{seed}}.json",
+        artifacts=f"{RESULTS}/runs/{{benchmark}}/{{method}}/{{setting}}/s{{seed}}.artifacts.pt",
+    wildcard_constraints:
+        benchmark=LOGGED_GPU_BENCHMARKS,
+        method=LOGGED_METHODS,
+
+
+# Many small CPU runs per job (config batch_runs; clrepro/batch.py): one process imports
+# torch and loads the benchmark once, then trains the runs one by one, each writing its own
+# record. The job's output is only a token, so Snakemake never deletes the records of a
+# partly done batch; a rerun skips every run whose record matches its protocol. A change to
+# one run's protocol changes the batch's params: the batch reruns and redoes that run only.
+rule train_batch:
+    input:
+        pt=f"{RESULTS}/data/{{benchmark}}.pt",
+        manifest=f"{RESULTS}/data/{{benchmark}}.json",
+        tuned=batch_needs,
+    output:
+        f"{RESULTS}/batches/{{benchmark}}/{{batch}}.done",
+    wildcard_constraints:
+        benchmark=CPU_BENCHMARKS,
+        batch=r"s\d+-\d+",
+    params:
+        runs=batch_runs,
+    log:
+        f"{RESULTS}/logs/batches/{{benchmark}}/{{batch}}.log",
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: max(run_of_path(p).resources["mem_mb"] for p in batch_paths(wc)) * attempt,
+        runtime=lambda wc, attempt: sum(run_of_path(p).resources["runtime"] for p in batch_paths(wc)) * attempt,
+        bundle_slots=1,
+    conda:
+        "../envs/clrepro.yaml"
+    script:
+        "../scripts/train_batch.py"
+
+
+use rule train_batch as train_batch_gpu with:
+    wildcard_constraints:
+        benchmark=GPU_BENCHMARKS,
+        batch=r"s\d+-\d+",
+    resources:
+        gpu=GPUS_PER_GPU_JOB,
+        mem_mb=lambda wc, attempt: max(run_of_path(p).resources["mem_mb"] for p in batch_paths(wc)) * attempt,
+        runtime=lambda wc, attempt: sum(run_of_path(p).resources["runtime"] for p in batch_paths(wc)) * attempt,
+        bundle_slots=1,

@@ -1,0 +1,3 @@
+from clrepro.workflow import train_batch
+
+train_batch(snakemake)  # noqa: F821 (injected by Snakemake)
