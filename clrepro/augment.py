@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torchvision.transforms.v2.functional as TF
 
 from clrepro.data.benchmarks import derive_seed
 
@@ -70,6 +69,10 @@ class Views:
 
     def apply(self, x: torch.Tensor, view: View) -> torch.Tensor:
         """x: [B, C, H, W] in [0, 1]."""
+        # imported here: torchvision pulls in torch._dynamo (1.4 s), which every training
+        # job would pay for at start, BLD's or not
+        import torchvision.transforms.v2.functional as TF
+
         a = self.aug
         if a.crop_pad:
             h, w = x.shape[-2:]
