@@ -92,3 +92,11 @@ def test_a_network_that_learns_nothing_makes_accuracy_claims_not_checkable(tmp_p
     chance = lambda r, d, t, a: [100 * t / 10] * t if r == "mc_finetune" else a  # noqa: E731
     verdict = check(tmp_path, "bld2020", "C1", world(chance))
     assert verdict.status == NOT_CHECKABLE and "learns each task" in verdict.detail
+
+
+def test_an_offline_lwf_below_one_online_pass_is_not_an_upper_bound(tmp_path):
+    """The quick stand-in's regime check: offline LwF that fits its last task worse than
+    Finetune cannot decide 'offline LwF beats BLD'."""
+    underfit = cell("lwf_offline", "mnist", 2, [20.0, 60.0])
+    verdict = check(tmp_path, "bld2020", "C7", world(underfit))
+    assert verdict.status == NOT_CHECKABLE and "upper bound" in verdict.detail, verdict.detail
