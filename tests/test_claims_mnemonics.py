@@ -67,3 +67,12 @@ def test_claims_about_other_datasets_or_n_are_not_checkable_in_quick(claim, tmp_
 
 def test_exemplar_placement_needs_the_logged_features(tmp_path):
     assert check(tmp_path, "mnemonics2020", "C11", world()).status == INCONCLUSIVE
+
+
+def test_table2s_ours_row_shows_the_lucir_w_ours_runs(tmp_path):
+    from claim_worlds import context
+    from clrepro.papers.mnemonics2020.artifacts import render_table2
+
+    table = render_table2(context(tmp_path, "mnemonics2020", "mnemonics.table2", world())).display
+    ours = table[table["method"] == "ours"].iloc[0]
+    assert abs(float(ours.iloc[-1].split(" ")[0]) - N.TABLE1_ACC["lucir_ours"][0]) < 0.5, table

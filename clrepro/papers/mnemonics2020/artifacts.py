@@ -64,6 +64,7 @@ def values(df: pd.DataFrame, row: str, dataset: str, n: int, metric: str = "acc"
 
 
 def _shown(df, row, d, n, metric) -> str:
+    row = R.run_row(row)
     mean, sd, k = mean_sd(pd.Series(list(values(df, row, d, n, metric).values()), dtype=float))
     bad = df[(df["row"] == row) & (df["dataset"] == d) & (df["n"] == n) & (df["status"] != "ok")]
     note = ", ".join(f"{c} {s}" for s, c in bad["status"].value_counts().items())
@@ -74,7 +75,8 @@ def _shown(df, row, d, n, metric) -> str:
 def _table(ctx: Context, rows, paper_acc, paper_f, settings) -> Rendered:
     df = frame(ctx)
     present = [(d, n) for d, n in settings
-               if len(df) and ((df["dataset"] == d) & (df["n"] == n) & df["row"].isin(rows)).any()]
+               if len(df) and ((df["dataset"] == d) & (df["n"] == n)
+                               & df["row"].isin([R.run_row(r) for r in rows])).any()]
     records, display, paper = [], [], []
     for metric, table, label in (("acc", paper_acc, "Ā"), ("forgetting", paper_f, "F")):
         for row in rows:
@@ -85,7 +87,7 @@ def _table(ctx: Context, rows, paper_acc, paper_f, settings) -> Rendered:
                 shown[col] = _shown(df, row, d, n, metric)
                 ref = N.cell(table, row if row in table else _paper_row(row), (d, n))
                 pshown[col] = f"{ref:.2f}" if ref is not None else "–"
-                mean, sd, k = mean_sd(pd.Series(list(values(df, row, d, n, metric).values()),
+                mean, sd, k = mean_sd(pd.Series(list(values(df, R.run_row(row), d, n, metric).values()),
                                                 dtype=float))
                 records.append({"metric": metric, "row": row, "dataset": d, "n": n, "mean": mean,
                                 "sd": sd, "runs": k, "paper": ref})

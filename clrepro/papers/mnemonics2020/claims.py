@@ -116,9 +116,9 @@ def c7(ctx):
 def c8(ctx):
     df, have, parts = _present(ctx, N.TABLE2_SETTINGS, R.TABLE2_ROWS)
     for d, n in have:
-        rows = {r: values(df, "lucir_ours" if r == "ours" else r, d, n) for r in R.TABLE2_ROWS}
+        rows = {r: values(df, R.run_row(r), d, n) for r in R.TABLE2_ROWS}
         parts += V.best("ours", rows, f"{_setting(d, n)} Ā")
-        rows = {r: values(df, "lucir_ours" if r == "ours" else r, d, n, "forgetting") for r in R.TABLE2_ROWS}
+        rows = {r: values(df, R.run_row(r), d, n, "forgetting") for r in R.TABLE2_ROWS}
         parts += V.best("ours", rows, f"{_setting(d, n)} F", lowest=True)
     return V.combine(parts)
 

@@ -46,6 +46,11 @@ def run(row: str, dataset: str, n: int, seed: int, scale: str) -> RunSpec:
     return RunSpec(bench_name(dataset, n, scale), method, seed, 20, epochs(dataset, scale), overrides)
 
 
+def run_row(row: str) -> str:
+    """The runs behind a table row: Table 2's 'ours' is Table 1's 'LUCIR w/ ours'."""
+    return "lucir_ours" if row == "ours" else row
+
+
 def row_of(spec: RunSpec) -> str:
     if spec.method == "joint_cil":
         return "joint_cil"
