@@ -232,6 +232,10 @@ def _track_table(ctx: Context, track: str) -> Rendered:
     notes = [f"{TRACK_TITLES[track]} track: accuracy on the evaluation set after the single pass. "
              "The paper's Tables 1-3 have no numbers in the target text (spec D7), so only the "
              "qualitative claims C6-C9 are checked."]
+    if ctx.options["drl.form"] == "paper":
+        notes.append("DRL in the paper's form L_bt - L_wi on raw dot products (spec D1): it "
+                     "rewards same-class dot products without bound. The official code minimises "
+                     "L_bt + 2 L_wi instead: options: {drl2020: {drl.form: code}}.")
     if ctx.quick:
         notes.append(QUICK_NOTES["track"])
     return Rendered(table=table, display=display, notes=notes)
