@@ -82,6 +82,14 @@ def batch_runs(wc):
     return out
 
 
+def batch_priority(wc):
+    """Long batches first: one started last would keep a single core busy at the end while
+    the others idle. GPU runs (ResNets, on the CPU in the small presets) first, then by the
+    longest planned run."""
+    jobs = [PLAN.run_job(p) for p in batch_paths(wc)]
+    return max(j.resources["runtime"] for j in jobs) + (10_000 if jobs[0].resources["gpu"] else 0)
+
+
 def batch_needs(wc):
     """Records (or batch tokens) of the tuning runs this batch's runs read."""
     needed = {str(s.path(PLAN.root)) for p in batch_paths(wc) for s in PLAN.run_job(p).needs}

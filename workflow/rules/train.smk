@@ -90,6 +90,7 @@ rule train_batch:
         batch=r"s\d+-\d+",
     params:
         runs=batch_runs,
+    priority: batch_priority
     log:
         f"{RESULTS}/logs/batches/{{benchmark}}/{{batch}}.log",
     threads: 1
