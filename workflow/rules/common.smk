@@ -62,10 +62,6 @@ def artifact_runs(wc):
     return sorted(set(paths))
 
 
-def run_of_path(path):
-    return PLAN.run_job(path)
-
-
 def batch_paths(wc):
     return PLAN.batches[f"{wc.benchmark}/{wc.batch}"]
 
@@ -80,6 +76,15 @@ def batch_runs(wc):
         out[path] = {"protocol": job.protocol(), "log": str(log),
                      "artifacts": str(PLAN.artifact_path(path)) if PLAN.logs_artifacts(job) else None}
     return out
+
+
+def batch_mem_mb(wc, attempt):
+    """A batch runs its runs one at a time: the largest memory of one of them."""
+    return max(PLAN.run_job(p).resources["mem_mb"] for p in batch_paths(wc)) * attempt
+
+
+def batch_runtime(wc, attempt):
+    return sum(PLAN.run_job(p).resources["runtime"] for p in batch_paths(wc)) * attempt
 
 
 def batch_priority(wc):

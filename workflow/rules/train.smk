@@ -95,8 +95,8 @@ rule train_batch:
         f"{RESULTS}/logs/batches/{{benchmark}}/{{batch}}.log",
     threads: 1
     resources:
-        mem_mb=lambda wc, attempt: max(run_of_path(p).resources["mem_mb"] for p in batch_paths(wc)) * attempt,
-        runtime=lambda wc, attempt: sum(run_of_path(p).resources["runtime"] for p in batch_paths(wc)) * attempt,
+        mem_mb=batch_mem_mb,
+        runtime=batch_runtime,
         bundle_slots=1,
     conda:
         "../envs/clrepro.yaml"
@@ -110,6 +110,6 @@ use rule train_batch as train_batch_gpu with:
         batch=r"s\d+-\d+",
     resources:
         gpu=GPUS_PER_GPU_JOB,
-        mem_mb=lambda wc, attempt: max(run_of_path(p).resources["mem_mb"] for p in batch_paths(wc)) * attempt,
-        runtime=lambda wc, attempt: sum(run_of_path(p).resources["runtime"] for p in batch_paths(wc)) * attempt,
+        mem_mb=batch_mem_mb,
+        runtime=batch_runtime,
         bundle_slots=1,
