@@ -76,3 +76,20 @@ def test_table2s_ours_row_shows_the_lucir_w_ours_runs(tmp_path):
     table = render_table2(context(tmp_path, "mnemonics2020", "mnemonics.table2", world())).display
     ours = table[table["method"] == "ours"].iloc[0]
     assert abs(float(ours.iloc[-1].split(" ")[0]) - N.TABLE1_ACC["lucir_ours"][0]) < 0.5, table
+
+
+def test_fig4s_upper_bound_has_a_point_per_class_count(tmp_path):
+    """A joint run's record lists every phase of the benchmark; phases.merge = k trains on the
+    first k, so its class count is theirs (5, 6, ..., 10), not the benchmark's 10."""
+    from claim_worlds import context
+    from clrepro.papers.mnemonics2020.artifacts import curves
+
+    def full_benchmark(spec):
+        metrics = world()(spec)
+        if row_of(spec) == "joint_cil":
+            metrics["benchmark"] = {"tasks": [{"classes": list(range(5))}]
+                                    + [{"classes": [5 + k]} for k in range(PHASES - 1)]}
+        return metrics
+
+    upper = curves(context(tmp_path, "mnemonics2020", "mnemonics.fig4", full_benchmark))
+    assert sorted(upper[upper["row"] == "joint_cil"]["classes"]) == list(range(5, 11))

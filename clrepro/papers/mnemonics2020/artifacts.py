@@ -45,7 +45,8 @@ def frame(ctx: Context) -> pd.DataFrame:
             sizes = record["test_sizes"]
             if spec.method == "joint_cil":
                 row["upper"] = 100 * r[-1, 0]
-                row["classes"] = sum(len(t["classes"]) for t in record["benchmark"]["tasks"])
+                merged = record["benchmark"]["tasks"][:row["merge"]]  # the first k phases
+                row["classes"] = sum(len(t["classes"]) for t in merged)
             else:
                 row["acc"] = 100 * metrics.average_incremental_accuracy(r, sizes)
                 row["forgetting"] = 100 * metrics.forgetting_rate(r)
