@@ -18,14 +18,16 @@ import time
 import torch
 
 from clrepro.methods import METHODS, Context
+from clrepro.papers.bld2020 import protocol as P
 
 
 def hp(views: int, width: int, stacked: bool) -> dict:
-    return {"lr": 1e-4, "model": {"name": "resnet18", "nf": width}, "batch_size": 20,
-            "eval_every": 10**9, "augment": {"views": views, "crop_pad": 4, "rotate": 15.0},
-            "bld.batch_reduction": "sum", "bld.batch_views": stacked, "bld.lambda": 2.0,
-            "bld.tau": 2.0, "bld.lr_warmup": 1e-6, "bld.joint_steps": 2,
-            "bld.norm_granularity": "tensor", "finetune.steps": 2}
+    """The paper module's hyperparameters (MNIST augmentation), at this bench's views and width."""
+    return {"lr": P.LR, "model": {"name": "resnet18", "nf": width}, "batch_size": P.BATCH,
+            "eval_every": 10**9, "augment": {"views": views, **P.AUGMENT["mnist"]},
+            "bld.batch_reduction": "sum", "bld.batch_views": stacked, "bld.lambda": P.LAMBDA,
+            "bld.tau": P.TAU, "bld.lr_warmup": P.LR_WARMUP, "bld.joint_steps": P.JOINT_STEPS,
+            "bld.norm_granularity": "tensor", "finetune.steps": 2, "l2.mu": P.L2_MU}
 
 
 def seconds(name: str, params: dict, batches: list, device: torch.device, repeats: int) -> float:

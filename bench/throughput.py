@@ -46,7 +46,7 @@ def measure(config: list[str], batch: int, cores: int, configfile: Path) -> dict
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cores", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=12, help="batch_runs of the batched pass")
+    ap.add_argument("--batch", type=int, default=24, help="batch_runs of the batched pass")
     ap.add_argument("--configfile", default=str(ROOT / ".test" / "config.yaml"))
     ap.add_argument("--config", nargs="*", default=[], help="extra KEY=VALUE for snakemake")
     args = ap.parse_args()
