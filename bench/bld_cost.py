@@ -13,12 +13,13 @@ distils); best of --repeats.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 from clrepro.methods import METHODS, Context
 from clrepro.papers.bld2020 import protocol as P
+
+from stepping import best_observe_seconds  # bench/stepping.py
 
 
 def hp(views: int, width: int, stacked: bool) -> dict:
@@ -31,22 +32,16 @@ def hp(views: int, width: int, stacked: bool) -> dict:
 
 
 def seconds(name: str, params: dict, batches: list, device: torch.device, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
+    def make():
         mask = torch.zeros(2, 10, dtype=torch.bool, device=device)
         mask[0, :5], mask[1, 5:] = True, True
         ctx = Context((3, 32, 32), 10, 2, mask, device, torch.Generator().manual_seed(0), seed=0)
         method = METHODS[name](ctx, params)
         method.begin_task(0)
-        method.begin_task(1)
-        start = time.perf_counter()
-        for step, (x, y) in enumerate(batches):
-            method.step = step
-            method.observe(x, y, torch.ones_like(y))
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return best
+        method.begin_task(1)  # the second task: BLD distils
+        return method
+
+    return best_observe_seconds(make, batches, 1, device, repeats)
 
 
 def main() -> None:

@@ -13,11 +13,12 @@ batches with a full memory.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 from clrepro.methods import METHODS, Context
+
+from stepping import best_observe_seconds  # bench/stepping.py
 
 HALF = 16
 
@@ -31,21 +32,15 @@ def hp(model: str, drl: float) -> dict:
 
 
 def seconds(name: str, params: dict, batches: list, device: torch.device, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
+    def make():
         ctx = Context((1, 28, 28), 10, 1, None, device, torch.Generator().manual_seed(0), seed=0)
         method = METHODS[name](ctx, params)
         method.begin_task(0)
         for x, y in batches[:20]:  # fill the memory first (not timed)
             method.memory.add(x, y, torch.zeros_like(y))
-        start = time.perf_counter()
-        for step, (x, y) in enumerate(batches):
-            method.step = step
-            method.observe(x, y, torch.zeros_like(y))
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return best
+        return method
+
+    return best_observe_seconds(make, batches, 0, device, repeats)
 
 
 def main() -> None:
