@@ -22,7 +22,8 @@ from clrepro.data.sources import synthetic
 from clrepro.exemplars import meta_gradient
 from clrepro.methods import METHODS
 from clrepro.models import build_model
-from clrepro.phases import crop_flip, train_phases
+from clrepro.phases import train_phases
+from clrepro.trainset import crop_flip
 
 
 def hp(blocks: int) -> dict:

@@ -15,6 +15,7 @@ from clrepro.data import store
 from clrepro.data.benchmarks import materialize
 from clrepro.data.definitions import BenchmarkDef
 from clrepro.data.definitions import DataSettings
+from clrepro.data.imagefolder import materialize_folder
 from clrepro.data.tracks import materialize_track
 from clrepro.devices import choose_device
 from clrepro.fsutil import atomic_path, stable_hash
@@ -67,11 +68,15 @@ def run_job(desc: dict[str, Any], out: str | Path, prepared: str | Path, device:
     log.info("hyperparameters: %s", hp)
     if tensors is None:
         tensors = store.load_or_rebuild(defn, settings, Path(prepared))
-    if defn.file_backed:
+    if defn.kind == "core50":
         bench = materialize_track(tensors, defn, settings)
         log.info("decoded %d training and %d evaluation images of %s", sum(
             len(t.train_y) for t in bench.tasks), sum(len(y) for _, y in bench.eval_sets()),
             defn.name)
+    elif defn.file_backed:
+        bench = materialize_folder(tensors, defn, settings)
+        log.info("%d training and %d test images of %s, decoded as they are used", sum(
+            len(t.train_y) for t in bench.tasks), sum(len(t.test_y) for t in bench.tasks), defn.name)
     else:
         bench = materialize(tensors, defn, spec.seed)
     ckpt = checkpoint_path(out)
@@ -79,8 +84,10 @@ def run_job(desc: dict[str, Any], out: str | Path, prepared: str | Path, device:
     weights_used: dict[str, dict[str, str]] = {}
     desc_ = f"{spec.label} {spec.benchmark} s{spec.seed}"
     if method.trainer == "phases":
+        # a file-backed benchmark's images are decoded by one DataLoader worker per thread
+        workers = threads if defn.file_backed else 0
         measured = train_phases(bench, method, hp, spec.seed, spec.epochs, dev, checkpoint=ckpt,
-                                desc=desc_)
+                                desc=desc_, workers=workers)
     else:
         measured = train_run(bench, method, hp, spec.seed, spec.epochs, dev, checkpoint=ckpt,
                              desc=desc_, weights=weights_loader(settings, weights_used))

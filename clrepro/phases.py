@@ -6,8 +6,10 @@ phase i (task i of the benchmark):
   1. method.begin_task(i, data)       new classes join the head, the old model is kept ...
   2. `epochs` passes over method.training_set(i, data) -- D_i and the method's exemplars --
      reshuffled each epoch by a generator seeded by (run seed, phase, epoch), augmented per
-     image (random crop after zero padding, horizontal flip), one method.observe per
-     mini-batch; the method's lr schedule steps once per epoch;
+     image (clrepro.trainset: random crop after zero padding and flip on tensor benchmarks;
+     random-resized crop and flip decoded by DataLoader workers on file-backed ImageNet),
+     one method.observe per mini-batch (under bf16 autocast with `amp: bf16`); the method's
+     lr schedule steps once per epoch;
   3. method.end_task(i, data)         exemplars (herding, random, mnemonics), balanced
                                       fine-tuning, bias correction: training time too;
                                       long work calls method.checkpoint() between steps;
@@ -21,6 +23,7 @@ the same metrics as an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -30,8 +33,9 @@ from typing import Any
 import torch
 
 from clrepro.data.benchmarks import Benchmark, derive_seed
+from clrepro.data.images import ImageFiles
 from clrepro.fsutil import stable_hash
-from clrepro.methods.base import Method, TaskStream
+from clrepro.methods.base import FileStream, Method, TaskStream
 from clrepro.optim import build_schedule
 from clrepro.progress import Progress
 from clrepro.train import Evaluator, _resume, _save, _sync, make_context
@@ -48,48 +52,51 @@ TRAINER_OPTIONAL = {
     "lr_schedule": "{milestones: [epochs], gamma}: the lr is multiplied by gamma at those epochs",
     "eval_batch_size": "evaluation batch size (1000)",
     "phases.merge": "train one phase on all data of the first k tasks (the joint upper bound)",
+    "augment.resized_crop": "side of a random-resized crop replacing crop_pad (ImageNet: 224)",
+    "amp": "off (default, fidelity) | bf16: training steps under bfloat16 autocast",
 }
-
-
-def crop_flip(x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator) -> torch.Tensor:
-    """Per-image random crop (after zero padding) and horizontal flip, batched: the standard
-    CIFAR augmentation of the official code, drawn from `gen` (on the CPU)."""
-    n, c, h, w = x.shape
-    if pad:
-        top = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
-        left = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
-        padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-        rows = (top[:, None] + torch.arange(h, device=x.device))[:, :, None]
-        cols = (left[:, None] + torch.arange(w, device=x.device))[:, None, :]
-        x = padded[torch.arange(n, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
-    if flip:
-        mirror = (torch.rand(n, generator=gen) < 0.5).to(x.device)
-        x = torch.where(mirror[:, None, None, None], x.flip(-1), x)
-    return x.contiguous()
+AMP = ("off", "bf16")
 
 
 def merge_tasks(bench: Benchmark, k: int) -> Benchmark:
     """The first k tasks as one (the joint-training upper bound on their classes)."""
     from clrepro.data.benchmarks import TaskData
 
+    def cat(values):
+        return ImageFiles.cat(values) if isinstance(values[0], ImageFiles) else torch.cat(values)
+
     parts = bench.tasks[:k]
-    joined = TaskData(*(torch.cat([getattr(t, f) for t in parts]) for f in
+    joined = TaskData(*(cat([getattr(t, f) for t in parts]) for f in
                         ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y", "classes")),
                       info={"merged_tasks": k})
-    return Benchmark(bench.defn, [joined], bench.n_classes, bench.input_shape, bench.raw_image_bytes)
+    return Benchmark(bench.defn, [joined], bench.n_classes, bench.input_shape, bench.raw_image_bytes,
+                     bench.norm)
+
+
+def task_stream(task, device: torch.device, workers: int) -> TaskStream:
+    """What begin_task/end_task receive: the task's images on the device, or its files."""
+    if isinstance(task.train_x, ImageFiles):
+        return FileStream(task.train_x, task.train_y.to(device), workers)
+    return TaskStream(task.train_x.to(device), task.train_y.to(device))
 
 
 def train_phases(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], seed: int,
                  epochs: int, device: torch.device, checkpoint: Path | None = None,
-                 desc: str = "run") -> dict[str, Any]:
+                 desc: str = "run", workers: int = 0) -> dict[str, Any]:
     """Train one class-incremental method phase by phase; return the measured part of a
-    record (as clrepro.train.train_run does)."""
+    record (as clrepro.train.train_run does). `workers`: DataLoader processes decoding a
+    file-backed benchmark's images (0: in this process)."""
+    if hp.get("amp", "off") not in AMP:
+        raise ValueError(f"amp must be one of {AMP}, got {hp['amp']!r}")
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if hp.get("amp") == "bf16"
+                else contextlib.nullcontext())
     if hp.get("phases.merge"):
         bench = merge_tasks(bench, hp["phases.merge"])
     torch.manual_seed(derive_seed(seed, "init"))
     ctx = make_context(bench, device, seed, epochs, bool(hp["model"].get("normalize")))
+    ctx.workers = workers
     method = method_cls(ctx, hp)
-    evaluate = Evaluator(bench, device, hp.get("eval_batch_size", 1000), False)
+    evaluate = Evaluator(bench, device, hp.get("eval_batch_size", 1000), False, workers=workers)
     hp_hash = stable_hash(hp)
     n_phases = bench.n_tasks
     batch = hp["batch_size"]
@@ -112,26 +119,26 @@ def train_phases(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any],
     while state["phase"] < n_phases and state["status"] == "ok":
         p = state["phase"]
         task = bench.tasks[p]
-        stream = TaskStream(task.train_x.to(device), task.train_y.to(device))
+        stream = task_stream(task, device, workers)
         _sync(device)
         tick = time.perf_counter()
         if state["stage"] == "begin":
             method.begin_task(p, stream)
             state["stage"], state["epoch"] = "train", 0
         if state["stage"] == "train":
-            x, y = method.training_set(p, stream)
+            training = method.training_set(p, stream)
             schedule = build_schedule(method.opt, hp.get("lr_schedule"))
             for _ in range(state["epoch"]):  # a resumed phase: the schedule's epochs so far
                 schedule is not None and schedule.step()
             while state["epoch"] < epochs:
                 e = state["epoch"]
                 gen = torch.Generator().manual_seed(derive_seed(seed, f"phase{p}:epoch{e}"))
-                order = torch.randperm(len(y), generator=gen).to(device)
-                for lo in range(0, len(y), batch):
-                    idx = order[lo:lo + batch]
-                    xb = crop_flip(_as_input(x[idx]), hp["augment.crop_pad"], hp["augment.flip"], gen)
+                order = torch.randperm(len(training), generator=gen).to(device)
+                epoch_seed = derive_seed(seed, f"phase{p}:epoch{e}:images")
+                for xb, yb in training.batches(order, batch, gen, hp, epoch_seed, workers):
                     method.step = state["global"]
-                    method.observe(xb, y[idx], torch.full_like(y[idx], p))
+                    with autocast:
+                        method.observe(xb, yb, torch.full_like(yb, p))
                     state["global"] += 1
                     progress.update()
                 if schedule is not None:
@@ -178,10 +185,6 @@ def train_phases(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any],
         "counters": method.counters, "memory_bytes": method.memory_bytes(),
         "artifacts": method.artifacts() if state["status"] == "ok" else {},
     }
-
-
-def _as_input(x: torch.Tensor) -> torch.Tensor:
-    return x.float().div_(255) if x.dtype == torch.uint8 else x
 
 
 def _resume_phases(path: Path, hp_hash: str, method: Method, fresh: dict) -> dict:

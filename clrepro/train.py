@@ -22,6 +22,7 @@ import torch
 
 from clrepro.analysis import similarity
 from clrepro.data.benchmarks import Benchmark, derive_seed
+from clrepro.data.images import ImageFiles
 from clrepro.data.transforms import as_float
 from clrepro.fsutil import atomic_path, stable_hash
 from clrepro.methods.base import Context, Method, TaskStream
@@ -86,10 +87,12 @@ class Evaluator:
     by the full count."""
 
     def __init__(self, bench: Benchmark, device: torch.device, batch_size: int,
-                 drop_last_quirk: bool, split: str = "test"):
+                 drop_last_quirk: bool, split: str = "test", workers: int = 0):
         if split not in ("test", "val"):
             raise ValueError(f"eval_split must be test or val, got {split!r}")
-        self.tests = [(x.to(device), y.to(device)) for x, y in bench.eval_sets(split)]
+        self.tests = [(x if isinstance(x, ImageFiles) else x.to(device), y.to(device))
+                      for x, y in bench.eval_sets(split)]
+        self.workers = workers
         self.batch_size = batch_size
         self.drop_last_quirk = drop_last_quirk
         self.device = device
@@ -107,10 +110,10 @@ class Evaluator:
             x, y = self.tests[t]
             n_used = len(y) - 1 if self.drop_last_quirk else len(y)
             hits = torch.zeros((), dtype=torch.long, device=self.device)
-            for lo in range(0, n_used, self.batch_size):
-                hi = min(lo + self.batch_size, n_used)
+            bounds = [(lo, min(lo + self.batch_size, n_used)) for lo in range(0, n_used, self.batch_size)]
+            for (lo, hi), xb in zip(bounds, self.inputs(x, bounds)):
                 tasks = torch.full((hi - lo,), t, dtype=torch.long, device=self.device)
-                hits += (method.predict(as_float(x[lo:hi]), tasks) == y[lo:hi]).sum()
+                hits += (method.predict(xb, tasks) == y[lo:hi]).sum()
             correct.append(hits)
         accs: list[float | None] = [None] * len(self.tests)
         for t, c in zip(wanted, torch.stack(correct).tolist()):
@@ -118,6 +121,16 @@ class Evaluator:
         method.model.train()
         self.seconds += time.perf_counter() - start
         return accs
+
+    def inputs(self, x, bounds: list[tuple[int, int]]):
+        """Network inputs of each (lo, hi) slice: cut from a tensor, or decoded from files
+        (test transform) by DataLoader workers."""
+        if not isinstance(x, ImageFiles):
+            return (as_float(x[lo:hi]) for lo, hi in bounds)
+        rows = [torch.arange(lo, hi) for lo, hi in bounds]
+        pin = self.device.type == "cuda"
+        return (as_float(b.to(self.device, non_blocking=True))
+                for b in x.loader(rows, workers=self.workers, pin=pin))
 
 
 def _sync(device: torch.device) -> None:

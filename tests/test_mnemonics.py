@@ -13,7 +13,8 @@ from clrepro.data.sources import synthetic
 from clrepro.exemplars import herding, meta_gradient, unrolled
 from clrepro.methods import METHODS
 from clrepro.papers.mnemonics2020 import classes
-from clrepro.phases import crop_flip, train_phases
+from clrepro.phases import train_phases
+from clrepro.trainset import crop_flip
 
 CPU = torch.device("cpu")
 

@@ -138,10 +138,3 @@ def test_miniimagenet_folder_release_resizes(tmp_path):
 def test_miniimagenet_missing_says_where_and_what(tmp_path):
     with pytest.raises(MissingDataError, match="cannot be downloaded.*mini-imagenet-cache"):
         load_source("miniimagenet", DataSettings(tmp_path))
-
-
-@pytest.mark.parametrize("name", ["imagenet", "imagenet_subset"])
-def test_imagenet_says_it_is_not_supported_yet(name, tmp_path):
-    settings = DataSettings.from_config({"dir": str(tmp_path), "download": False})
-    with pytest.raises(MissingDataError, match=f"'{name}'.*not supported yet"):
-        load_source(name, settings)

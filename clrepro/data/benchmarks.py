@@ -43,6 +43,7 @@ class Benchmark:
     n_classes: int
     input_shape: tuple[int, int, int]
     raw_image_bytes: int = 0  # one training image as the dataset stores it (uint8)
+    norm: tuple[list[float], list[float]] | None = None  # fixed input statistics (ImageNet's)
 
     @property
     def name(self) -> str:
@@ -59,7 +60,7 @@ class Benchmark:
     def first_tasks(self, k: int) -> "Benchmark":
         """The stream cut to its first k tasks (GMED tunes on the first three)."""
         return Benchmark(self.defn, self.tasks[:k], self.n_classes, self.input_shape,
-                         self.raw_image_bytes)
+                         self.raw_image_bytes, self.norm)
 
     def eval_sets(self, split: str = "test") -> list[tuple[torch.Tensor, torch.Tensor]]:
         """What evaluation measures: each task's set, or the one shared set of the stream."""
@@ -68,7 +69,9 @@ class Benchmark:
 
     def input_norm(self) -> tuple[list[float], list[float]]:
         """Per-channel mean and std of all training images in [0, 1] (the per-dataset
-        normalisation a network may apply as its first layer)."""
+        normalisation a network may apply as its first layer), unless the benchmark fixes them."""
+        if self.norm is not None:
+            return self.norm
         total = sq = 0.0
         count = 0
         for task in self.tasks:

@@ -14,6 +14,7 @@ FORMAT_VERSION = 3
 SCENARIOS = ("task_incremental", "domain_incremental", "class_incremental")
 KINDS = ("permuted", "rotated", "split", "environments", "class_stream", "core50")
 RESIZES = ("pad", "bilinear", "area")
+FOLDER_SOURCES = ("imagenet", "imagenet_subset")  # read from image folders (data.imagefolder)
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class BenchmarkDef:
     @property
     def file_backed(self) -> bool:
         """Images are decoded from files by each job, not cached as tensors."""
-        return self.kind == "core50"
+        return self.kind == "core50" or self.source in FOLDER_SOURCES
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

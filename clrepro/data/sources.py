@@ -365,20 +365,7 @@ SOURCES: dict[str, tuple[Callable[[DataSettings], RawData], tuple[int, int, int]
 }
 
 
-# Planned by a paper's full preset but not readable yet: a job that needs one stops with this.
-NOT_YET = {
-    name: (f"Dataset '{name}' (Mnemonics' ImageNet benchmarks) is not supported yet: it needs a "
-           "file-backed loader (ILSVRC-2012 train/<wnid>/*.JPEG, val/<wnid>/*.JPEG decoded by "
-           "DataLoader workers) that clrepro does not have. The CIFAR-100 runs of the preset do "
-           "not depend on it (snakemake --keep-going trains them); the Mnemonics tables and "
-           "figures that also read ImageNet runs cannot be made until it is.")
-    for name in ("imagenet", "imagenet_subset")
-}
-
-
 def load_source(name: str, settings: DataSettings) -> RawData:
-    if name in NOT_YET:
-        raise MissingDataError(NOT_YET[name])
     if name not in SOURCES:
         raise KeyError(f"unknown data source '{name}'; known: {', '.join(sorted(SOURCES))}")
     loader, shape, n_classes = SOURCES[name]

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from clrepro.data.benchmarks import prepare
+from clrepro.data.imagefolder import prepare_folder
 from clrepro.data.tracks import describe, prepare_track
 from clrepro.data.definitions import BenchmarkDef
 from clrepro.data.definitions import FORMAT_VERSION, DataSettings
@@ -40,9 +41,11 @@ def definition_hash(defn: BenchmarkDef) -> str:
 
 def build(defn: BenchmarkDef, settings: DataSettings, tensor_path: Path) -> dict[str, Any]:
     """Prepare `defn` from its raw source and write tensors + manifest atomically."""
-    if defn.file_backed:
+    if defn.kind == "core50":
         tensors, track = prepare_track(defn, settings)
         source = describe(track)
+    elif defn.file_backed:
+        tensors, source = prepare_folder(defn, settings)
     else:
         raw = load_source(defn.source, settings)
         tensors = prepare(defn, raw)
@@ -60,7 +63,8 @@ def build(defn: BenchmarkDef, settings: DataSettings, tensor_path: Path) -> dict
         "definition": defn.to_dict(),
         "definition_hash": definition_hash(defn),
         "source": source,
-        "sizes": {k: list(v.shape) for k, v in tensors.items() if not k.startswith("param/")},
+        "sizes": {k: list(v.shape) if isinstance(v, torch.Tensor) else [len(v)]
+                  for k, v in tensors.items() if not k.startswith("param/") and not isinstance(v, str)},
         "sha256": digest,
         "bytes": tensor_path.stat().st_size,
     }

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from clrepro.data.transforms import as_float
 from clrepro.models import build_model
 from clrepro.optim import build_optimizer
+from clrepro.trainset import TrainingSet
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Context:
     task_classes: list[list[int]] = field(default_factory=list)  # the classes of each task
     # backbone name -> verified pretrained state dict (resolved by the job from data.weights)
     weights: Callable[[str], dict[str, torch.Tensor]] | None = None
+    workers: int = 0  # DataLoader workers decoding a file-backed benchmark's images
 
 
 @dataclass
@@ -54,6 +56,28 @@ class TaskStream:
         """(network input in [0, 1], labels) in order, `size` at a time."""
         for lo in range(0, len(self.y), size):
             yield as_float(self.x[lo:lo + size]), self.y[lo:lo + size]
+
+    def class_images(self, c: int, limit: int | None = None) -> torch.Tensor:
+        """The images of class c (at most `limit`, in stream order) as network input."""
+        return as_float(self.x[self.y == c][:limit])
+
+
+@dataclass
+class FileStream(TaskStream):
+    """A file-backed task (ImageNet): `x` is ImageFiles, decoded with the test transform
+    when a method reads it; labels on the method's device."""
+
+    workers: int = 0
+
+    def batches(self, size: int):
+        rows = torch.arange(len(self.y)).split(size)
+        pin = self.y.device.type == "cuda"
+        for xb, yb in zip(self.x.loader(rows, workers=self.workers, pin=pin), self.y.split(size)):
+            yield as_float(xb.to(self.y.device, non_blocking=True)), yb
+
+    def class_images(self, c: int, limit: int | None = None) -> torch.Tensor:
+        rows = torch.nonzero(self.y.cpu() == c).flatten()[:limit]
+        return as_float(self.x.decode(rows, self.workers).to(self.y.device))
 
 
 class Method:
@@ -109,9 +133,12 @@ class Method:
         raise NotImplementedError
 
     # phase trainer (clrepro.phases) only
-    def training_set(self, t: int, data: TaskStream) -> tuple[torch.Tensor, torch.Tensor]:
+    def training_set(self, t: int, data: TaskStream) -> TrainingSet:
         """What phase t trains on for its epochs: the task's data (methods add exemplars)."""
-        return data.x, data.y
+        if isinstance(data, FileStream):
+            empty = torch.zeros((0, *self.ctx.input_shape), device=self.device)
+            return TrainingSet(empty, data.y[:0], data.x)
+        return TrainingSet(data.x, data.y)
 
     def restore_structure(self, phase: int, stage: str) -> None:
         """Rebuild the network as it was at `phase` (`stage`) before a checkpoint is loaded."""

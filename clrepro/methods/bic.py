@@ -21,6 +21,7 @@ from clrepro.data.benchmarks import derive_seed
 from clrepro.methods.base import register
 from clrepro.methods.cil import ClassIncremental, soft_distillation
 from clrepro.models.lucir import BiasCorrection
+from clrepro.trainset import TrainingSet
 
 
 class Corrected(nn.Module):
@@ -56,8 +57,10 @@ class BiC(ClassIncremental):
         self.bias = BiasCorrection(len(self.phase_classes[phase])).to(self.device)
 
     def training_set(self, t, data):
-        """D_i and the exemplars without each class's held-out images (kept for stage 2)."""
-        x, y = super().training_set(t, data)
+        """D_i and the exemplars without each class's held-out images (kept for stage 2: the
+        in-memory ones as images, a file-backed task's as its rows)."""
+        full = super().training_set(t, data)
+        y = full.labels()
         gen = torch.Generator().manual_seed(derive_seed(self.ctx.seed, f"bic:{t}"))
         keep = torch.ones(len(y), dtype=torch.bool)
         for c in y.unique().tolist():
@@ -65,8 +68,10 @@ class BiC(ClassIncremental):
             n = int(round(self.hp["bic.val_fraction"] * len(rows)))
             keep[rows[torch.randperm(len(rows), generator=gen)[:n]]] = False
         keep = keep.to(y.device)
-        self.held_out = {"x": x[~keep], "y": y[~keep]}
-        return x[keep], y[keep]
+        held = full.subset(~keep)
+        self.held_out = {"x": held.x, "y": held.y,
+                         "rows": torch.nonzero(~keep[:full.n_files]).flatten().cpu()}
+        return full.subset(keep)
 
     def classification_loss(self, x, y):
         logits = self.model(x)
@@ -78,13 +83,18 @@ class BiC(ClassIncremental):
         return lam * soft_distillation(logits, old, self.hp["kd.tau"]) + (1 - lam) * ce
 
     def end_phase(self, t, data):
-        if t == 0 or "bias_done" in self.end_state or not len(self.held_out.get("y", [])):
+        if t == 0 or "bias_done" in self.end_state or not self.held_out:
             return
-        x, y = self.held_out["x"], self.held_out["y"]
+        rows = self.held_out.get("rows")
+        files = data.x.subset(rows) if rows is not None and len(rows) else None
+        held = TrainingSet(self.held_out["x"], self.held_out["y"], files)
+        if not len(held):
+            return
+        y = held.labels()
         opt = torch.optim.SGD(self.bias.parameters(), lr=self.hp["bic.lr"])
         self.model.eval()
         with torch.no_grad():
-            logits = torch.cat([self.model(x[i:i + 256]) for i in range(0, len(y), 256)])
+            logits = torch.cat([self.model(x) for x in held.eval_batches(256, self.ctx.workers)])
         for _ in range(self.hp["bic.epochs"]):
             opt.zero_grad(set_to_none=True)
             F.cross_entropy(self.bias(logits), y).backward()

@@ -24,6 +24,7 @@ from clrepro.data.benchmarks import derive_seed
 from clrepro.methods.base import Method, TaskStream, register
 from clrepro.models.lucir import weight_transfer
 from clrepro.optim import build_optimizer
+from clrepro.trainset import TrainingSet, augment
 
 KINDS = ("random", "herding", "mnemonics")
 POLICIES = ("per_class", "fixed_total")
@@ -128,11 +129,13 @@ class ClassIncremental(Method):
 
     # -- training -----------------------------------------------------------------------
     def training_set(self, t, data):
-        x, y = [as_input(data.x)], [data.y]
+        """D_i and the exemplars of every old class (a file-backed D_i stays files)."""
+        base = super().training_set(t, data)
+        x, y = [as_input(base.x)], [base.y]
         for c, images in sorted(self.exemplars.items()):
             x.append(images)
             y.append(torch.full((len(images),), c, dtype=torch.long, device=images.device))
-        return torch.cat(x), torch.cat(y)
+        return TrainingSet(torch.cat(x), torch.cat(y), base.files)
 
     def observe(self, x, y, tasks):
         self.opt.zero_grad(set_to_none=True)
@@ -163,9 +166,8 @@ class ClassIncremental(Method):
     def end_task(self, t, data=None):
         m = self.per_class(t)
         if "selected" not in self.end_state:
-            images = as_input(data.x)
             for c in self.phase_classes[t]:
-                members = images[data.y == c]
+                members = data.class_images(c)
                 init = self.hp.get("mnemonics.init", "random") if self.hp["exemplars.kind"] == "mnemonics" \
                     else self.hp["exemplars.kind"]
                 order = (ex.herding_ranking(self.features(members)) if init == "herding"
@@ -174,7 +176,7 @@ class ClassIncremental(Method):
             self.end_state["selected"] = True
             self.checkpoint()
         if self.hp["exemplars.kind"] == "mnemonics" and "new_done" not in self.end_state:
-            self.optimise_exemplars(self.phase_classes[t], (as_input(data.x), data.y), "new")
+            self.optimise_exemplars(self.phase_classes[t], data, "new")
             self.end_state["new_done"] = True
             self.checkpoint()
         if t > 0 and self.hp.get("mnemonics.adjust_old") and "adjusted" not in self.end_state:
@@ -194,9 +196,8 @@ class ClassIncremental(Method):
     def log_phase(self, t: int, data: TaskStream, per_class: int = 50) -> None:
         """Features (in this phase's network) of the phase's classes' exemplars and of some
         of their real images, for the t-SNE figures (Mnemonics Figs. 1 and 5)."""
-        images = as_input(data.x)
         for c in self.phase_classes[t]:
-            real = images[data.y == c][:per_class]
+            real = data.class_images(c, per_class)
             self.logged[f"p{t}/c{c}/exemplars"] = self.features(self.exemplars[c]).cpu()
             self.logged[f"p{t}/c{c}/real"] = self.features(real).cpu()
 
@@ -209,8 +210,6 @@ class ClassIncremental(Method):
     def balanced_finetune(self, t: int) -> None:
         """Fine-tune on the exemplars only, the same number per class (§4.3): SGD at
         finetune.lr halved every 10 epochs."""
-        from clrepro.phases import crop_flip
-
         x, y = self.exemplar_set()
         opt = build_optimizer([p for p in self.model.parameters() if p.requires_grad],
                               self.hp["finetune.lr"], self.hp["optimizer"])
@@ -222,7 +221,7 @@ class ClassIncremental(Method):
             for lo in range(0, len(y), batch):
                 idx = order[lo:lo + batch]
                 opt.zero_grad(set_to_none=True)
-                xb = crop_flip(x[idx], self.hp["augment.crop_pad"], self.hp["augment.flip"], gen)
+                xb = augment(x[idx], self.hp, gen)
                 F.cross_entropy(self.model(xb), y[idx]).backward()
                 opt.step()
             sched.step()
@@ -242,16 +241,16 @@ class ClassIncremental(Method):
         half = {c: len(self.exemplars[c]) // 2 for c in old}
 
         def part(lo, hi):
-            return (torch.cat([self.exemplars[c][lo(c):hi(c)] for c in old]),
-                    torch.cat([torch.full((hi(c) - lo(c),), c, dtype=torch.long, device=self.device)
-                               for c in old]))
+            return TaskStream(torch.cat([self.exemplars[c][lo(c):hi(c)] for c in old]),
+                              torch.cat([torch.full((hi(c) - lo(c),), c, dtype=torch.long,
+                                                    device=self.device) for c in old]))
 
         first, second = (lambda c: 0, lambda c: half[c]), (lambda c: half[c], lambda c: len(self.exemplars[c]))
         self.optimise_exemplars(old, part(*second), "adjust_a", *first)
         self.optimise_exemplars(old, part(*first), "adjust_b", *second)
 
-    def optimise_exemplars(self, classes: list[int], validation: tuple[torch.Tensor, torch.Tensor],
-                           tag: str, lo=lambda c: 0, hi=None) -> None:
+    def optimise_exemplars(self, classes: list[int], validation: TaskStream, tag: str,
+                           lo=lambda c: 0, hi=None) -> None:
         """Exemplars exemplars[c][lo(c):hi(c)] of `classes` trained against `validation`
         (Eqs. 8-9 for new exemplars with D_i; Eq. 10 with the other half of the old ones),
         optimised in the network's normalised input space and clamped to valid pixels;
@@ -270,7 +269,6 @@ class ClassIncremental(Method):
             z.data.copy_(self.end_state[f"{tag}_z"])
         was = self.model.training
         self.model.eval()
-        vx, vy = validation
         batch = self.hp.get("mnemonics.val_batch", 128)
         for epoch in range(start, self.hp["mnemonics.outer_epochs"]):
             for group in opt.param_groups:
@@ -278,13 +276,12 @@ class ClassIncremental(Method):
             pixels = (z * std + mean).clamp(0, 1)
             if self.hp.get("mnemonics.mode", "bilevel") == "bilevel":
                 grad, _ = ex.meta_gradient(
-                    self.model, pixels, labels,
-                    ((vx[i:i + batch], vy[i:i + batch]) for i in range(0, len(vy), batch)),
-                    len(vy), self.hp["mnemonics.inner_steps"], self.hp["mnemonics.inner_lr"],
+                    self.model, pixels, labels, validation.batches(batch), len(validation),
+                    self.hp["mnemonics.inner_steps"], self.hp["mnemonics.inner_lr"],
                     self.hp.get("mnemonics.truncate_k"))
                 z.grad = grad * std  # d/dz of pixels = z * std + mean
             else:
-                z.grad = self.single_level_gradient(z, mean, std, classes, sizes, vx, vy, batch)
+                z.grad = self.single_level_gradient(z, mean, std, classes, sizes, validation, batch)
             opt.step()
             with torch.no_grad():
                 z.copy_(((z * std + mean).clamp(0, 1) - mean) / std)
@@ -298,18 +295,18 @@ class ClassIncremental(Method):
         for c, part in zip(classes, pixels.split(sizes)):
             self.exemplars[c] = torch.cat([self.exemplars[c][:lo(c)], part, self.exemplars[c][hi(c):]])
 
-    def single_level_gradient(self, z, mean, std, classes, sizes, vx, vy, batch) -> torch.Tensor:
+    def single_level_gradient(self, z, mean, std, classes, sizes, validation, batch) -> torch.Tensor:
         """The official code's variant (D2), summed over one pass of the real data."""
         total = torch.zeros_like(z)
         old = [c for c in range(self.model.head.out_features) if c not in classes]
         with torch.no_grad():
             old_means = (torch.stack([self.features(self.exemplars[c]).mean(0) for c in old])
                          if old else None)
-        for i in range(0, len(vy), batch):
+        for vx, vy in validation.batches(batch):
             zz = z.detach().requires_grad_(True)
             per_class = ((zz * std + mean).clamp(0, 1)).split(sizes)
             loss = ex.code_single_level_gradient(self.model.features, list(per_class), classes,
-                                                 old_means, vx[i:i + batch], vy[i:i + batch])
+                                                 old_means, vx, vy)
             (g,) = torch.autograd.grad(loss, zz)
             total += g
         return total

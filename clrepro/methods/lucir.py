@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from clrepro.methods.base import register
-from clrepro.methods.cil import ClassIncremental, as_input
+from clrepro.methods.cil import ClassIncremental
 from clrepro.models.lucir import CosineLinear, SplitCosineLinear
 
 
@@ -40,7 +40,7 @@ class LUCIR(ClassIncremental):
     def init_new_classes(self, t, data):
         """Weight imprinting (Hou et al. §3): features of the new classes' training images,
         network in eval mode, no augmentation."""
-        feats = self.features(as_input(data.x))
+        feats = torch.cat([self.features(x) for x, _ in data.batches(500)])
         self.model.head.imprint_new(feats, data.y)
 
     def classification_loss(self, x, y):

@@ -143,6 +143,8 @@ def hyperparams(spec: RunSpec, options: dict[str, Any]) -> dict[str, Any]:
         "augment.flip": True,
         "eval_batch_size": 500,
     }
+    if scale == "full" and dataset != "cifar100":  # spec §4.1: random-resized crop 224, flip
+        hp["augment.resized_crop"] = 224
     if spec.method == "joint_cil":
         hp.update({"exemplars.kind": "random", "exemplars.policy": "per_class",
                    "exemplars.per_class": 0, "weight_transfer": False, "finetune.epochs": 0,
