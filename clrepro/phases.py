@@ -8,7 +8,7 @@ phase i (task i of the benchmark):
      reshuffled each epoch by a generator seeded by (run seed, phase, epoch), augmented per
      image (clrepro.trainset: random crop after zero padding and flip on tensor benchmarks;
      random-resized crop and flip decoded by DataLoader workers on file-backed ImageNet),
-     one method.observe per mini-batch (under bf16 autocast with `amp: bf16`); the method's
+     one method.observe per mini-batch (under bf16 autocast with `precision: bf16`); the method's
      lr schedule steps once per epoch;
   3. method.end_task(i, data)         exemplars (herding, random, mnemonics), balanced
                                       fine-tuning, bias correction: training time too;
@@ -53,9 +53,9 @@ TRAINER_OPTIONAL = {
     "eval_batch_size": "evaluation batch size (1000)",
     "phases.merge": "train one phase on all data of the first k tasks (the joint upper bound)",
     "augment.resized_crop": "side of a random-resized crop replacing crop_pad (ImageNet: 224)",
-    "amp": "off (default, fidelity) | bf16: training steps under bfloat16 autocast",
+    "precision": "fp32 (default, fidelity) | bf16: training steps under bfloat16 autocast",
 }
-AMP = ("off", "bf16")
+PRECISIONS = ("fp32", "bf16")
 
 
 def merge_tasks(bench: Benchmark, k: int) -> Benchmark:
@@ -86,9 +86,9 @@ def train_phases(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any],
     """Train one class-incremental method phase by phase; return the measured part of a
     record (as clrepro.train.train_run does). `workers`: DataLoader processes decoding a
     file-backed benchmark's images (0: in this process)."""
-    if hp.get("amp", "off") not in AMP:
-        raise ValueError(f"amp must be one of {AMP}, got {hp['amp']!r}")
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if hp.get("amp") == "bf16"
+    if hp.get("precision", "fp32") not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {hp['precision']!r}")
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if hp.get("precision") == "bf16"
                 else contextlib.nullcontext())
     if hp.get("phases.merge"):
         bench = merge_tasks(bench, hp["phases.merge"])

@@ -199,3 +199,30 @@ def test_a_grown_head_replaces_the_wrapped_networks_head():
     model.head = nn.Linear(model.n_features, 7)
     assert model(torch.rand(2, 1, 14, 14)).shape == (2, 7)
     assert [n for n, _ in model.named_parameters() if n.startswith("head")] == []
+
+
+def test_precision_and_weight_transfer_options_enter_the_protocol_only_when_set():
+    path = "results/runs/cifar100_b50_n5@mnemonics2020/lucir/m20-e160+variant=ours/s0.json"
+    default = plan.build({"scale": "full", "papers": ["mnemonics2020"]}).run_job(path)
+    assert not {"precision", "weight_transfer.scale", "weight_transfer.shift"} & set(default.hp)
+    options = {"precision": "bf16", "weight_transfer.scale": "filter"}
+    changed = plan.build({"scale": "full", "papers": ["mnemonics2020"],
+                          "options": {"mnemonics2020": options}}).run_job(path)
+    assert changed.hp["precision"] == "bf16" and changed.hp["weight_transfer.scale"] == "filter"
+    assert changed.protocol_hash != default.protocol_hash
+
+
+def test_bf16_steps_and_per_filter_scales_train():
+    hp = {**HP, "precision": "bf16", "weight_transfer.scale": "filter",
+          "weight_transfer.shift": "all", "mnemonics.adjust_old": False}
+    b = bench()
+    out = train_phases(b, METHODS["lucir"], hp, 0, 1, CPU)
+    assert out["status"] == "ok" and out["R"][1][1] is not None
+    from clrepro.train import make_context
+
+    method = METHODS["lucir"](make_context(b, CPU, 0, 1), hp)
+    method.restore_structure(1, "train")  # phase 1: the convolutions are transferred
+    conv = next(m for m in method.model.modules() if type(m).__name__ == "TransferConv2d")
+    assert conv.scale.shape == (conv.out_channels, 1, 1, 1) and conv.shift is not None
+    with pytest.raises(ValueError, match="precision must be one of"):
+        train_phases(b, METHODS["lucir"], {**hp, "precision": "fp16"}, 0, 1, CPU)

@@ -73,6 +73,8 @@ class ClassIncremental(Method):
         "mnemonics.init": "random | herding (D3)",
         "mnemonics.mode": "bilevel | code_single_level (D2)",
         "mnemonics.val_batch": "mini-batch of the validation pass over D_i",
+        "weight_transfer.scale": "kernel (official code, default) | filter: one scale per filter",
+        "weight_transfer.shift": "code (default: only convs with a bias) | all | none",
         "log.artifacts": "keep exemplar and real-image features per phase (Figs. 1 and 5)",
     }
     state_attrs = ("exemplars", "old_model", "end_state", "logged")
@@ -106,7 +108,8 @@ class ClassIncremental(Method):
             p.requires_grad_(False)
         self.grow_head(len(self.phase_classes[phase]))
         if phase == 1 and self.hp["weight_transfer"]:
-            weight_transfer(self.model)
+            weight_transfer(self.model, self.hp.get("weight_transfer.scale", "kernel"),
+                            self.hp.get("weight_transfer.shift", "code"))
 
     def grow_head(self, n_new: int) -> None:
         self.model.head = grow_linear(self.model.head, n_new)

@@ -28,6 +28,9 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "baselines.variant": "paper",  # D5: paper | code_readme (one CE+KD model, CNN and NME rows)
     "kd.form": "soft_targets_eq5",  # D7: soft_targets_eq5 | code
     "upper_bound.imagenet": False,  # the optional ImageNet-1k upper bounds (31 runs)
+    "weight_transfer.scale": "kernel",  # D11: kernel (official code's shape) | filter
+    "weight_transfer.shift": "code",  # D11: code (convs with a bias only) | all | none
+    "precision": "fp32",  # fp32 (fidelity) | bf16 autocast in the phase trainer's steps
     "data_seed": 0,
 }
 VARIANT_KEYS = ("variant", "phases.merge")
@@ -145,6 +148,10 @@ def hyperparams(spec: RunSpec, options: dict[str, Any]) -> dict[str, Any]:
     }
     if scale == "full" and dataset != "cifar100":  # spec §4.1: random-resized crop 224, flip
         hp["augment.resized_crop"] = 224
+    # execution and D11 switches enter a run's protocol only when set, so that the default
+    # protocol (and every record made with it) stays as it was
+    hp.update({k: options[k] for k in ("precision", "weight_transfer.scale", "weight_transfer.shift")
+               if options[k] != OPTION_DEFAULTS[k]})
     if spec.method == "joint_cil":
         hp.update({"exemplars.kind": "random", "exemplars.policy": "per_class",
                    "exemplars.per_class": 0, "weight_transfer": False, "finetune.epochs": 0,
