@@ -239,3 +239,12 @@ def test_a_training_job_reads_the_folder_and_writes_its_record(data_dir, tmp_pat
     assert record["status"] == "ok" and out.is_file()
     assert [t["n_train"] for t in record["benchmark"]["tasks"]] == [150, 6]
     assert record["metrics"]["acc"] is not None
+
+
+def test_flat_validation_images_get_a_hint_to_sort_them(data_dir, tmp_path):
+    root = tmp_path / "imagenet"
+    shutil.copytree(data_dir / "imagenet" / "train", root / "train")
+    (root / "val").mkdir()
+    (root / "val" / "ILSVRC2012_val_00000001.JPEG").write_bytes(b"")
+    with pytest.raises(MissingDataError, match=r"val/n[0-9]+(.|\n)*holds images directly"):
+        imagefolder.scan("imagenet_subset", DataSettings(tmp_path, download=False))

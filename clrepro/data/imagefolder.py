@@ -55,6 +55,12 @@ def resolve_root(source: str, settings: DataSettings) -> Path:
 def _layout_error(root: Path, source: str, missing: list[str], n_needed: int) -> MissingDataError:
     shown = "\n".join(f"  - {m}" for m in missing[:SHOW])
     more = f"\n  ... and {len(missing) - SHOW} more" if len(missing) > SHOW else ""
+    val = root / "val"
+    flat = val.is_dir() and any(f.suffix.lower() in EXTENSIONS for f in val.iterdir())
+    if flat:
+        more += (f"\n{val} holds images directly, as the ILSVRC2012_img_val.tar archive unpacks: "
+                 f"sort them into val/<wnid>/ folders with the devkit's ground truth (torchvision's "
+                 f"ImageNet(root, split='val') does this from ILSVRC2012_devkit_t12.tar.gz).")
     return MissingDataError(
         f"Dataset '{source}' is missing or incomplete under {root}: {len(missing)} of the "
         f"{n_needed} folders it needs are absent or empty, first:\n{shown}{more}\n"
