@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -20,7 +21,7 @@ from clrepro.papers.mnemonics2020 import protocol
 from clrepro.papers.mnemonics2020.classes import CIFAR100_ORDER, IMAGENET_SUBSET_WNIDS
 from clrepro.phases import train_phases
 from clrepro.train import Evaluator
-from tests.imagenet_tree import make_tree
+from tests.imagenet_tree import image, make_tree
 
 CPU = torch.device("cpu")
 SIDE = 32  # network input of the tests (the protocol's is 224)
@@ -248,3 +249,34 @@ def test_flat_validation_images_get_a_hint_to_sort_them(data_dir, tmp_path):
     (root / "val" / "ILSVRC2012_val_00000001.JPEG").write_bytes(b"")
     with pytest.raises(MissingDataError, match=r"val/n[0-9]+(.|\n)*holds images directly"):
         imagefolder.scan("imagenet_subset", DataSettings(tmp_path, download=False))
+
+
+def test_official_archives_are_checked_and_unpacked_into_the_layout(tmp_path, monkeypatch):
+    from torchvision.datasets import imagenet as tv
+
+    from tests.imagenet_tree import make_archives
+
+    for part, meta in make_archives(tmp_path / "imagenet").items():
+        monkeypatch.setitem(tv.ARCHIVE_META, part, meta)
+    root, files = imagefolder.scan("imagenet_subset", DataSettings(tmp_path, download=False))
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["train", "val"]
+    assert all(len(f) == 1 for f in files["train"]) and all(len(f) == 1 for f in files["test"])
+    # the validation image of class k was sorted into class k's folder (by the ground truth)
+    i = 5
+    wnid = IMAGENET_SUBSET_WNIDS[i]
+    decoded = ImageFiles(str(root), files["test"][i], torch.tensor([0])).decode(torch.tensor([0]))
+    expected = torch.from_numpy(np.array(image(i, 100))).permute(2, 0, 1).float()
+    assert files["test"][i][0].startswith(f"val/{wnid}/")
+    assert (decoded[0].float().mean((1, 2)) - expected.mean((1, 2))).abs().max() < 8
+
+
+def test_a_corrupted_archive_is_refused_by_name(tmp_path, monkeypatch):
+    from torchvision.datasets import imagenet as tv
+
+    from clrepro.data.sources import ChecksumError
+    from tests.imagenet_tree import make_archives
+
+    make_archives(tmp_path / "imagenet")  # md5s differ from the published ones
+    with pytest.raises(ChecksumError, match="ILSVRC2012_img_train.tar"):
+        imagefolder.scan("imagenet_subset", DataSettings(tmp_path, download=False))
+    assert not (tmp_path / "imagenet" / "train").exists()

@@ -4,7 +4,9 @@ Layout (the usual ImageFolder one): `<data.dir>/imagenet/train/<wnid>/*.JPEG` an
 `<data.dir>/imagenet/val/<wnid>/*.JPEG` (the 50,000 validation images sorted into class
 folders). ImageNet-Subset reads the same folder with its 100 committed classes, or a folder
 `<data.dir>/imagenet_subset` holding exactly those classes (LUCIR's subset scripts make one).
-ImageNet cannot be downloaded (its licence needs a login at image-net.org).
+ImageNet cannot be downloaded (its licence needs a login at image-net.org); the official
+archives placed in `<data.dir>/imagenet` (ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar,
+ILSVRC2012_devkit_t12.tar.gz) are md5-checked and unpacked into that layout by torchvision.
 
 The data rule (`prepare_folder`) lists the files of every class a benchmark uses, checks the
 class list against its committed sha256 and stores per task the relative paths, labels and the
@@ -15,6 +17,7 @@ clrepro.data.images.ImageFiles.
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,7 @@ from clrepro.data.benchmarks import Benchmark, TaskData, task_bounds
 from clrepro.data.definitions import BenchmarkDef, DataSettings
 from clrepro.data.imagenet_classes import CLASS_LISTS, CLASS_LISTS_SHA256, list_sha256
 from clrepro.data.images import CROP, IMAGENET_MEAN, IMAGENET_STD, ImageFiles
-from clrepro.data.sources import MissingDataError
+from clrepro.data.sources import ChecksumError, MissingDataError
 
 SPLITS = {"train": "train", "test": "val"}  # the validation images serve as the test set
 EXTENSIONS = (".jpeg", ".jpg", ".png")
@@ -66,14 +69,43 @@ def _layout_error(root: Path, source: str, missing: list[str], n_needed: int) ->
         f"{n_needed} folders it needs are absent or empty, first:\n{shown}{more}\n"
         f"Expected layout (ILSVRC-2012, from image-net.org; it cannot be downloaded "
         f"automatically): {root}/train/<wnid>/*.JPEG and {root}/val/<wnid>/*.JPEG, one folder "
-        f"per WordNet ID, the validation images sorted into class folders. Point data.dir at "
-        f"the directory holding 'imagenet' (--config data='{{dir: /path}}').")
+        f"per WordNet ID, the validation images sorted into class folders -- or the archives "
+        f"ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar and ILSVRC2012_devkit_t12.tar.gz in "
+        f"{root}, which are md5-checked and unpacked into it. Point data.dir at the directory holding "
+        f"'imagenet' (--config data='{{dir: /path}}').")
+
+
+def unpack_archives(root: Path) -> None:
+    """Unpack the official archives found in `root` into train/ and val/ (torchvision checks
+    their md5 and sorts the validation images by the devkit's ground truth). Each folder is
+    unpacked under a temporary name and renamed when complete, so a killed unpack is redone."""
+    from torchvision.datasets import imagenet as tv
+
+    for part, folder in (("train", "train"), ("val", "val")):
+        archive = root / tv.ARCHIVE_META[part][0]
+        if (root / folder).is_dir() or not archive.is_file():
+            continue
+        partial = root / f"{folder}.unpacking"
+        shutil.rmtree(partial, ignore_errors=True)
+        try:
+            if part == "val":
+                if not (root / tv.META_FILE).is_file():
+                    tv.parse_devkit_archive(str(root))
+                tv.parse_val_archive(str(root), folder=partial.name)
+            else:
+                tv.parse_train_archive(str(root), folder=partial.name)
+        except RuntimeError as exc:  # torchvision: absent or corrupted archive
+            raise ChecksumError(f"{exc} (md5 {tv.ARCHIVE_META[part][1]}; the devkit "
+                                f"{tv.ARCHIVE_META['devkit'][0]} is needed for val)") from exc
+        partial.rename(root / folder)
 
 
 def scan(source: str, settings: DataSettings) -> tuple[Path, dict[str, list[list[str]]]]:
     """(root, {train|test: per class of the source's label order, its sorted relative paths})."""
     wnids = class_list(source)
     root = resolve_root(source, settings)
+    if root.is_dir():
+        unpack_archives(root)
     if root.name == "imagenet_subset":
         present = sorted(p.name for p in (root / "train").iterdir() if p.is_dir()) \
             if (root / "train").is_dir() else []
