@@ -127,10 +127,7 @@ class Evaluator:
         (test transform) by DataLoader workers."""
         if not isinstance(x, ImageFiles):
             return (as_float(x[lo:hi]) for lo, hi in bounds)
-        rows = [torch.arange(lo, hi) for lo, hi in bounds]
-        pin = self.device.type == "cuda"
-        return (as_float(b.to(self.device, non_blocking=True))
-                for b in x.loader(rows, workers=self.workers, pin=pin))
+        return x.inputs([torch.arange(lo, hi) for lo, hi in bounds], self.device, self.workers)
 
 
 def _sync(device: torch.device) -> None:

@@ -96,9 +96,6 @@ class TrainingSet:
     def eval_batches(self, size: int, workers: int = 0) -> Iterator[torch.Tensor]:
         """Inputs of every row in order (files first), test transform, no augmentation."""
         if self.files is not None:
-            device = self.y.device
-            rows = torch.arange(self.n_files).split(size)
-            for xb in self.files.loader(rows, workers=workers, pin=device.type == "cuda"):
-                yield as_float(xb.to(device, non_blocking=True))
+            yield from self.files.inputs(torch.arange(self.n_files).split(size), self.y.device, workers)
         for lo in range(0, len(self.y), size):
             yield as_float(self.x[lo:lo + size])

@@ -23,6 +23,8 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
+from clrepro.data.transforms import as_float
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESIZE, CROP = 256, 224
@@ -67,6 +69,13 @@ class ImageFiles:
         return iter(DataLoader(_Decode(self), batch_sampler=items, num_workers=workers,
                                collate_fn=_stack, pin_memory=pin,
                                prefetch_factor=4 if workers else None))
+
+    def inputs(self, batches: Iterable[torch.Tensor], device: torch.device,
+               workers: int = 0) -> Iterator[torch.Tensor]:
+        """Network inputs in [0, 1] on `device` per batch of rows (test transform), copied
+        from pinned memory without blocking on CUDA."""
+        for b in self.loader(batches, workers=workers, pin=device.type == "cuda"):
+            yield as_float(b.to(device, non_blocking=True))
 
     def decode(self, rows: torch.Tensor, workers: int = 0, chunk: int = 256) -> torch.Tensor:
         """The test-transformed images of `rows`, uint8 [n, 3, size, size]."""

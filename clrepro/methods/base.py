@@ -71,9 +71,7 @@ class FileStream(TaskStream):
 
     def batches(self, size: int):
         rows = torch.arange(len(self.y)).split(size)
-        pin = self.y.device.type == "cuda"
-        for xb, yb in zip(self.x.loader(rows, workers=self.workers, pin=pin), self.y.split(size)):
-            yield as_float(xb.to(self.y.device, non_blocking=True)), yb
+        yield from zip(self.x.inputs(rows, self.y.device, self.workers), self.y.split(size))
 
     def class_images(self, c: int, limit: int | None = None) -> torch.Tensor:
         rows = torch.nonzero(self.y.cpu() == c).flatten()[:limit]
