@@ -145,7 +145,7 @@ def train_phases(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any],
                     schedule.step()
                 state["epoch"] = e + 1
                 if not method.parameters_finite():
-                    state["status"] = "diverged"
+                    state["status"], state["why"] = "diverged", f"non-finite parameters in epoch {e + 1}"
                     break
                 _sync(device)
                 state["train_s"] += time.perf_counter() - tick
@@ -155,16 +155,20 @@ def train_phases(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any],
                 break
             state["stage"] = "end"
         if state["stage"] == "end":
-            method.end_task(p, stream)
+            try:
+                method.end_task(p, stream)
+            except FloatingPointError as exc:  # e.g. a bilevel step gave non-finite exemplars
+                state["status"], state["why"] = "diverged", str(exc)
+                break
             if not method.parameters_finite():
-                state["status"] = "diverged"
+                state["status"], state["why"] = "diverged", "non-finite parameters after the phase's end work"
                 break
             state["stage"] = "eval"
         _sync(device)
         state["train_s"] += time.perf_counter() - tick
         accs = evaluate(method, list(range(p + 1)))
         if not all(math.isfinite(a) for a in accs[:p + 1]):
-            state["status"] = "diverged"
+            state["status"], state["why"] = "diverged", "non-finite accuracy"
             break
         state["R"].append(accs)
         seen = [len(t.test_y) for t in bench.tasks[:p + 1]]
@@ -175,8 +179,12 @@ def train_phases(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any],
         save()
     progress.close()
     state["eval_s"] = eval_before + evaluate.seconds
+    if state["status"] == "diverged":
+        log.warning("%s diverged in phase %d/%d: %s", desc, state["phase"] + 1, n_phases, state["why"])
     return {
         "status": state["status"], "R": state["R"], "b": [None] * n_phases,
+        "diverged": (f"phase {state['phase'] + 1}: {state['why']}"
+                     if state["status"] == "diverged" else None),
         "curve": {"progress": [], "batch": [], "acc": []},
         "test_sizes": [len(t.test_y) for t in bench.tasks],
         "timings": {"train_s": state["train_s"], "eval_s": state["eval_s"],

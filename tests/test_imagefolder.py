@@ -270,9 +270,7 @@ def test_official_archives_are_checked_and_unpacked_into_the_layout(tmp_path, mo
     assert (decoded[0].float().mean((1, 2)) - expected.mean((1, 2))).abs().max() < 8
 
 
-def test_a_corrupted_archive_is_refused_by_name(tmp_path, monkeypatch):
-    from torchvision.datasets import imagenet as tv
-
+def test_a_corrupted_archive_is_refused_by_name(tmp_path):
     from clrepro.data.sources import ChecksumError
     from tests.imagenet_tree import make_archives
 

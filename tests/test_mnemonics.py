@@ -226,3 +226,15 @@ def test_bf16_steps_and_per_filter_scales_train():
     assert conv.scale.shape == (conv.out_channels, 1, 1, 1) and conv.shift is not None
     with pytest.raises(ValueError, match="precision must be one of"):
         train_phases(b, METHODS["lucir"], {**hp, "precision": "fp16"}, 0, 1, CPU)
+
+
+def test_a_bilevel_step_with_nan_exemplars_marks_the_run_diverged(monkeypatch):
+    from clrepro import exemplars
+
+    def nan_gradient(model, exemplars_, *args, **kwargs):
+        return torch.full_like(exemplars_, float("nan")), 0.0
+
+    monkeypatch.setattr(exemplars, "meta_gradient", nan_gradient)
+    out = train_phases(bench(), METHODS["lucir"], HP, 0, 1, CPU)
+    assert out["status"] == "diverged" and out["artifacts"] == {}
+    assert "phase 1: mnemonics exemplars became non-finite (new, outer epoch 0)" in out["diverged"]
