@@ -72,15 +72,15 @@ class TrainingSet:
     def batches(self, order: torch.Tensor, size: int, gen: torch.Generator, hp: dict[str, Any],
                 epoch_seed: int, workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Augmented (input, labels) batches of `order`, `size` rows at a time."""
-        chunks = [order[lo:lo + size] for lo in range(0, len(order), size)]
         if self.files is None:
-            for idx in chunks:
+            for lo in range(0, len(order), size):
+                idx = order[lo:lo + size]
                 yield augment(as_float(self.x[idx]), hp, gen), self.y[idx]
             return
         nf, device = self.n_files, self.y.device
-        cpu_chunks = [c.cpu() for c in chunks]
+        cpu_chunks = order.cpu().split(size)  # one copy of the order, not one per batch
         decoded = self.files.loader([c[c < nf] for c in cpu_chunks],
-                                    [image_seed(epoch_seed, i) for i in range(len(chunks))],
+                                    [image_seed(epoch_seed, i) for i in range(len(cpu_chunks))],
                                     workers, pin=device.type == "cuda")
         for idx, from_files in zip(cpu_chunks, decoded):
             xs, ys = [], []

@@ -81,11 +81,11 @@ def unpack_archives(root: Path) -> None:
     unpacked under a temporary name and renamed when complete, so a killed unpack is redone."""
     from torchvision.datasets import imagenet as tv
 
-    for part, folder in (("train", "train"), ("val", "val")):
+    for part in ("train", "val"):
         archive = root / tv.ARCHIVE_META[part][0]
-        if (root / folder).is_dir() or not archive.is_file():
+        if (root / part).is_dir() or not archive.is_file():
             continue
-        partial = root / f"{folder}.unpacking"
+        partial = root / f"{part}.unpacking"
         shutil.rmtree(partial, ignore_errors=True)
         try:
             if part == "val":
@@ -97,7 +97,7 @@ def unpack_archives(root: Path) -> None:
         except RuntimeError as exc:  # torchvision: absent or corrupted archive
             raise ChecksumError(f"{exc} (md5 {tv.ARCHIVE_META[part][1]}; the devkit "
                                 f"{tv.ARCHIVE_META['devkit'][0]} is needed for val)") from exc
-        partial.rename(root / folder)
+        partial.rename(root / part)
 
 
 def scan(source: str, settings: DataSettings) -> tuple[Path, dict[str, list[list[str]]]]:
@@ -109,7 +109,7 @@ def scan(source: str, settings: DataSettings) -> tuple[Path, dict[str, list[list
     if root.name == "imagenet_subset":
         present = sorted(p.name for p in (root / "train").iterdir() if p.is_dir()) \
             if (root / "train").is_dir() else []
-        if present and list_sha256(present) != CLASS_LISTS_SHA256[source]:
+        if present and tuple(present) != wnids:  # wnids: the committed list, checked above
             extra = sorted(set(present) - set(wnids))[:SHOW]
             absent = sorted(set(wnids) - set(present))[:SHOW]
             raise ClassListError(
