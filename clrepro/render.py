@@ -58,7 +58,8 @@ def render_artifact(plan: Plan, artifact_id: str) -> dict[str, Any]:
         # exception is a bug in the check and fails the job with its traceback.
         verdict = claim.check(ctx)
         claims.append({"id": f"{job.paper}.{claim.id}", "text": claim.text,
-                       "status": verdict.status, "detail": verdict.detail, "rule": verdict.rule,
+                       "status": verdict.status, "fragile": verdict.fragile,
+                       "detail": verdict.detail, "rule": verdict.rule,
                        "evidence": verdict.evidence, "preconditions": verdict.preconditions})
         log.info("%s %s: %s — %s", art.id, claim.id, verdict.status, verdict.detail)
     problems = runs.problems()

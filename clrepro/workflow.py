@@ -110,7 +110,8 @@ def verify(snakemake: Any) -> None:
         print(result.report(), end="")
         if result.changed:
             raise RuntimeError("verdicts changed: " + "; ".join(
-                f"{c} {e or '(none)'} -> {n or '(none)'}" for c, e, n in result.changed))
+                f"{r.claim} {r.expected or '(none)'} -> {r.current or '(none)'} "
+                f"({'; '.join(r.reasons)})" for r in result.changed))
         write_text(snakemake.output[0], result.report())
 
     _logged(snakemake, body)

@@ -27,6 +27,16 @@ initialisation):
 
 A claim may name preconditions (the regime it presumes); when the same runs contradict one,
 the claim is "not checkable at this scale" and says which precondition failed.
+
+Stability: every test-based comparison carries the chance that independent runs of the same
+seeds reproduce its status (`stability`). Numerical differences between machines (CPU kernels,
+thread counts, reduction order) change a trajectory the way another draw of the seed's noise
+would, so the worst case treats a rerun as a replication: its t statistic is predicted as
+t_obs + N(0, 2) (the observed t is itself uncertain by one unit; Goodman's replication
+probability), and the rule is applied to each predicted t (the boundaries are found by
+bisection, so the number is deterministic). A comparison below FRAGILE is marked fragile: a
+rerun on another machine may give another status, so its verdict is reported as fragile
+(`clrepro verify` calls such a change borderline instead of failing).
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ from scipy import stats
 from clrepro.papers.base import FAILS, HOLDS, INCONCLUSIVE, NOT_CHECKABLE, Verdict
 
 ALPHA = 0.05
+FRAGILE = 0.8  # stability below this: at least a one-in-five chance a rerun changes the status
 
 # spec README §1.4: tolerances of value claims (full scale only)
 TOLERANCES = {"percent": 3.0, "fraction": 0.03, "forgetting": 3.0,
@@ -62,6 +73,11 @@ class Evidence:
     ci: tuple[float, float] | None = None
     p: float | None = None
     note: str = ""
+    stability: float | None = None  # chance a rerun of the same seeds gives the same status
+
+    @property
+    def fragile(self) -> bool:
+        return self.stability is not None and self.stability < FRAGILE
 
     def text(self) -> str:
         parts = [f"{self.what}: {self.status}"]
@@ -72,6 +88,8 @@ class Evidence:
             stats_.append(f"95% CI [{self.ci[0]:+.4g}, {self.ci[1]:+.4g}]")
         if self.p is not None and not math.isnan(self.p):
             stats_.append(f"p={self.p:.2g}")
+        if self.stability is not None:
+            stats_.append(("FRAGILE, " if self.fragile else "") + f"stability {self.stability:.2f}")
         parts.append(f" ({', '.join(stats_)}; rule {self.rule})")
         if self.note:
             parts.append(f" — {self.note}")
@@ -80,7 +98,8 @@ class Evidence:
     def to_json(self) -> dict[str, Any]:
         return {"what": self.what, "rule": self.rule, "status": self.status, "n": self.n,
                 "effect": _finite(self.effect), "ci": list(self.ci) if self.ci else None,
-                "p": _finite(self.p), "note": self.note}
+                "p": _finite(self.p), "note": self.note,
+                "stability": self.stability, "fragile": self.fragile}
 
 
 def _finite(x: float | None) -> float | None:
@@ -108,6 +127,40 @@ def _t(d: np.ndarray, shift: float) -> tuple[float, float]:
         return (0.0, 1.0) if mean > 0 else ((1.0, 0.0) if mean < 0 else (1.0, 1.0))
     t = mean / (sd / math.sqrt(n))
     return float(stats.t.sf(t, n - 1)), float(stats.t.cdf(t, n - 1))
+
+
+def _stability(decide, se: float) -> float:
+    """The chance that a rerun keeps the status `decide(0)`, where `decide(shift)` is the
+    rule's status with every difference moved by `shift`: the rerun's mean difference is
+    predicted as mean + N(0, 2 se^2) (see the module docstring). The shifts where the status
+    changes are found on a grid and refined by bisection; the normal mass of the intervals
+    with the same status is the answer."""
+    if se == 0.0:  # identical differences at every seed: noise that keeps them keeps the status
+        return 1.0
+    scale = math.sqrt(2.0) * se
+    at = lambda z: decide(z * scale)  # noqa: E731
+    grid = np.linspace(-8.0, 8.0, 33)
+    statuses = [at(z) for z in grid]
+    edges = [-math.inf]
+    for lo, hi, s_lo, s_hi in zip(grid, grid[1:], statuses, statuses[1:]):
+        if s_lo != s_hi:
+            for _ in range(20):
+                mid = (lo + hi) / 2
+                lo, hi = (mid, hi) if at(mid) == s_lo else (lo, mid)
+            edges.append((lo + hi) / 2)
+    edges.append(math.inf)
+    status = at(0.0)
+    same = 0.0
+    for a, b in zip(edges, edges[1:]):
+        inside = 0.0 if math.isinf(a) and math.isinf(b) else (
+            b - 1.0 if math.isinf(a) else a + 1.0 if math.isinf(b) else (a + b) / 2)
+        if at(inside) == status:
+            same += float(stats.norm.cdf(b) - stats.norm.cdf(a))
+    return round(same, 4)
+
+
+def _se(d: np.ndarray) -> float:
+    return float(d.std(ddof=1)) / math.sqrt(len(d))
 
 
 def _ci(d: np.ndarray) -> tuple[float, float] | None:
@@ -140,18 +193,19 @@ def paired(a: Values | float, b: Values | float, what: str, *, less: bool = Fals
         d = -d
     if (few := _few(what, rule, d)) is not None:
         return few
-    p_claim, p_opposite = _t(d, margin)
-    ci = _ci(d)
-    if p_claim < (level or ALPHA):
-        status = HOLDS
-    elif p_opposite < ALPHA:
-        status = FAILS
-    else:
-        status = INCONCLUSIVE
+    def decide(shift: float) -> str:
+        p_claim, p_opposite = _t(d, margin + shift)
+        if p_claim < (level or ALPHA):
+            return HOLDS
+        return FAILS if p_opposite < ALPHA else INCONCLUSIVE
+
+    status = decide(0.0)
+    p_claim, _ = _t(d, margin)
     note = f"margin {margin:g}" if margin else ""
     if level and status == INCONCLUSIVE and p_claim < ALPHA:
         note = f"significant at {ALPHA:g} but not at the paper's {level:g}"
-    return Evidence(what, rule, status, len(d), float(d.mean()), ci, p_claim, note)
+    return Evidence(what, rule, status, len(d), float(d.mean()), _ci(d), p_claim, note,
+                    _stability(decide, _se(d)))
 
 
 def at_least(a: Values | float, b: Values | float, margin: float, what: str) -> Evidence:
@@ -163,25 +217,29 @@ def equivalent(a: Values | float, b: Values | float, margin: float, what: str) -
     seeds, d = _pairs(a, b)
     if (few := _few(what, rule, d)) is not None:
         return few
-    above_low, below_low = _t(d, margin)  # mean(d) > -margin ?
-    above_high, below_high = _t(d, -margin)  # mean(d) < +margin ?
-    if max(above_low, below_high) < ALPHA:
-        status = HOLDS
-    elif min(below_low, above_high) < ALPHA:
-        status = FAILS
-    else:
-        status = INCONCLUSIVE
-    return Evidence(what, rule, status, len(d), float(d.mean()), _ci(d),
-                    max(above_low, below_high), f"equivalence margin ±{margin:g}")
+    def decide(shift: float) -> str:
+        above_low, below_low = _t(d, margin + shift)  # mean(d) > -margin ?
+        above_high, below_high = _t(d, shift - margin)  # mean(d) < +margin ?
+        if max(above_low, below_high) < ALPHA:
+            return HOLDS
+        return FAILS if min(below_low, above_high) < ALPHA else INCONCLUSIVE
+
+    above_low, _ = _t(d, margin)
+    _, below_high = _t(d, -margin)
+    return Evidence(what, rule, decide(0.0), len(d), float(d.mean()), _ci(d),
+                    max(above_low, below_high), f"equivalence margin ±{margin:g}",
+                    _stability(decide, _se(d)))
 
 
 def not_significant(a: Values, b: Values, what: str) -> Evidence:
     seeds, d = _pairs(a, b)
     if (few := _few(what, "not_significant", d)) is not None:
         return few
-    p, _ = _t(d, 0.0)
-    return Evidence(what, "not_significant", HOLDS if p >= ALPHA else FAILS, len(d),
-                    float(d.mean()), _ci(d), p)
+    def decide(shift: float) -> str:
+        return HOLDS if _t(d, shift)[0] >= ALPHA else FAILS
+
+    return Evidence(what, "not_significant", decide(0.0), len(d), float(d.mean()), _ci(d),
+                    _t(d, 0.0)[0], stability=_stability(decide, _se(d)))
 
 
 def trend(series: Sequence[tuple[Any, Values]], what: str, *, falling: bool = False) -> list[Evidence]:
@@ -222,11 +280,18 @@ def above_chance(hits: int, n: int, chance: float, what: str) -> Evidence:
     chance: one-sided binomial test at ALPHA."""
     if n == 0:
         return Evidence(what, "binomial", INCONCLUSIVE, note="no examples")
+    def decide(shift: float) -> str:
+        k = min(max(round(hits + shift), 0), n)
+        if stats.binomtest(k, n, chance, alternative="greater").pvalue < ALPHA:
+            return HOLDS
+        return FAILS if stats.binomtest(k, n, chance, alternative="less").pvalue < ALPHA \
+            else INCONCLUSIVE
+
     p = float(stats.binomtest(hits, n, chance, alternative="greater").pvalue)
-    p_low = float(stats.binomtest(hits, n, chance, alternative="less").pvalue)
-    status = HOLDS if p < ALPHA else (FAILS if p_low < ALPHA else INCONCLUSIVE)
-    return Evidence(what, "binomial", status, n, hits / n - chance, None, p,
-                    f"{hits}/{n} vs chance {chance:.2f}")
+    rate = hits / n
+    return Evidence(what, "binomial", decide(0.0), n, rate - chance, None, p,
+                    f"{hits}/{n} vs chance {chance:.2f}",
+                    _stability(decide, math.sqrt(n * rate * (1 - rate))))
 
 
 def not_checkable(what: str, why: str) -> Evidence:
@@ -268,6 +333,10 @@ def combine(parts: Iterable[Evidence], preconditions: Iterable[Precondition] = (
         status, head = INCONCLUSIVE, "the seeds cannot tell"
     else:
         status, head = HOLDS, ""
+    fragile = _fragile(status, checked, preconditions)
+    if fragile:
+        head = "; ".join(x for x in (head, "FRAGILE: a rerun on another machine may change it ("
+                                     + ", ".join(e.what for e in fragile) + ")") if x)
     lines = [x for x in (head, summary) if x]
     lines += [e.text() for e in parts]
     if pre_evidence:
@@ -277,7 +346,22 @@ def combine(parts: Iterable[Evidence], preconditions: Iterable[Precondition] = (
                    preconditions=[{"name": p.name, "violated": p.violated,
                                    "evidence": [e.to_json() for e in p.evidence]}
                                   for p in preconditions],
-                   rule=", ".join(rules))
+                   rule=", ".join(rules), fragile=bool(fragile))
+
+
+def _fragile(status: str, checked: list[Evidence],
+             preconditions: list[Precondition]) -> list[Evidence]:
+    """The fragile comparisons whose change alone could change the claim's status: any part
+    of a claim that holds or is inconclusive; a claim that does not hold only when every
+    failing part is fragile (one firm failure keeps it failing); precondition evidence
+    always (a precondition that breaks or recovers makes the claim (not) checkable)."""
+    pre = [e for p in preconditions for e in p.evidence if e.fragile]
+    if status == FAILS:
+        failing = [e for e in checked if e.status == FAILS]
+        parts = failing if all(e.fragile for e in failing) else []
+    else:
+        parts = [e for e in checked if e.fragile]
+    return parts + pre
 
 
 def inconclusive(what: str, why: str) -> Verdict:

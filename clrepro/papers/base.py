@@ -54,6 +54,7 @@ class Verdict:
     evidence: list[dict[str, Any]] = field(default_factory=list)
     preconditions: list[dict[str, Any]] = field(default_factory=list)
     rule: str = ""
+    fragile: bool = False  # a rerun on another machine may change the status (verdicts.FRAGILE)
 
     def __post_init__(self) -> None:
         if self.status not in VERDICTS:

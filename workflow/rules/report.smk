@@ -21,7 +21,7 @@ rule report:
 
 
 rule verify:
-    """`snakemake verify`: every verdict against the committed ones (clrepro/papers/*/verdicts.<scale>.tsv)."""
+    """`snakemake verify`: every verdict against the committed ones (clrepro/papers/*/verdicts.<scale>.json)."""
     input:
         claims=[str(job.claims) for _, job in sorted(PLAN.artifacts.items())],
     output:
