@@ -42,11 +42,41 @@ def versions() -> dict:
     }
 
 
+@functools.cache
+def cpu_model() -> str:
+    """The processor's name (Linux /proc/cpuinfo, else platform): CPU kernels differ between
+    processors, so records from two machines may differ in their last bits."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@functools.cache
+def kernels() -> dict:
+    """The CPU math libraries torch dispatches to and the instruction set it chose: these,
+    not the torch version alone, decide the rounding of every matrix product."""
+    import torch
+
+    show = torch.__config__.show()
+    found = {}
+    for key, marker in (("blas", "Math Kernel Library Version"), ("onednn", "MKL-DNN v"),
+                        ("cpu_capability", "CPU capability usage:")):
+        line = next((ln for ln in show.splitlines() if marker in ln), "")
+        found[key] = line.split(marker, 1)[1].split("(")[0].strip() if line else None
+    if found["blas"]:
+        found["blas"] = "MKL " + found["blas"].split("-")[0].strip()
+    return found
+
+
 def machine(device: str, threads: int) -> dict:
     import torch
 
-    info = {"host": platform.node(), "platform": platform.platform(), "device": device,
-            "threads": threads}
+    info = {"host": platform.node(), "platform": platform.platform(), "cpu": cpu_model(),
+            "kernels": kernels(), "device": device, "threads": threads}
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
