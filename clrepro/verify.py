@@ -131,6 +131,10 @@ def judge(claim: str, old: dict[str, Any] | None, new: dict[str, Any] | None) ->
         return j
     if old["status"] == new["status"]:
         return j
+    if not before:
+        j.outcome, j.reasons = "changed", ["committed without evidence: rerun the preset and "
+                                           "`clrepro verify --update` to record it"]
+        return j
     if before.keys() != after.keys():
         gone = sorted(k[0] for k in before.keys() - after.keys())
         new_ = sorted(k[0] for k in after.keys() - before.keys())

