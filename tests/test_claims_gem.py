@@ -6,9 +6,10 @@ import pytest
 
 from clrepro.papers.base import FAILS, HOLDS, INCONCLUSIVE, NOT_CHECKABLE
 from clrepro.papers.gem2017 import numbers as N
+from clrepro.papers.gem2017.artifacts import render_table3
 from clrepro.papers.gem2017.protocol import SCALE, family
 
-from claim_worlds import T, check, jitter
+from claim_worlds import T, check, context, jitter
 
 PERM = {"single": (0.55, -0.10), "independent": (0.50, 0.0), "multimodal": (0.70, -0.03),
         "ewc": (0.60, -0.10), "gem": (0.82, 0.04)}
@@ -118,3 +119,22 @@ def test_an_underfitting_stand_in_makes_the_epoch_claims_not_checkable(tmp_path)
 
 def test_parameter_count_is_exact(tmp_path):
     assert check(tmp_path, "gem2017", "C11", world()).status == HOLDS
+
+
+def test_table3_notes_diverged_ewc_runs_and_the_official_codes_behaviour(tmp_path):
+    """gem.table3 names the diverged EWC runs and, on the quick stand-in, what the official
+    code does on the same stream (issue 17); without a diverged run it says nothing of it."""
+    def diverge(spec, f, m):
+        if spec.method == "ewc" and spec.epochs == 5 and spec.seed in (0, 2):
+            return {**m, "status": "diverged"}
+    notes = render_table3(context(tmp_path, "gem2017", "gem.table3", world(diverge), seeds=[0, 1, 2])).notes
+    ewc = [n for n in notes if n.startswith("EWC:")]
+    assert len(ewc) == 1
+    assert "2 run(s) diverged (5 epochs seed 0, 5 epochs seed 2)" in ewc[0]
+    assert "official GEM code diverges on this stream too" in ewc[0]
+    full = render_table3(context(tmp_path / "full", "gem2017", "gem.table3", world(diverge),
+                                 scale="full", seeds=[0, 1, 2])).notes
+    assert any(n.startswith("EWC: 2 run(s)") for n in full)
+    assert not any("official GEM code" in n for n in full)  # measured on the quick stream only
+    clean = render_table3(context(tmp_path / "ok", "gem2017", "gem.table3", world(), seeds=[0, 1, 2])).notes
+    assert not any(n.startswith("EWC:") for n in clean)

@@ -187,3 +187,38 @@ def test_task_incremental_heads_hide_other_tasks():
     ind = METHODS["independent"](context(bench), HP)
     out = ind.forward(torch.rand(2, 1, 28, 28), torch.tensor([2, 2]))
     assert torch.isfinite(out[:, 4:6]).all() and torch.isinf(out[:, :4]).all()
+
+
+@pytest.mark.parametrize("mode", ["squared_mean_grad", "empirical"])
+def test_ewc_fisher_against_a_float64_recomputation_over_the_first_stream_examples(mode):
+    """F_0 (read from the penalty, pen_a = s F_0) uses the first n_F *stream* examples, which
+    with two passes over a 20-example task repeat the first pass's examples as GEM's code
+    (model/ewc.py, memx) does, and equals the square of the mean gradient (or the mean of
+    per-example squared gradients) at the end of the task, recomputed here in float64."""
+    torch.manual_seed(0)
+    bench = tiny_benchmark(n_tasks=2)
+    hp = {**HP, "ewc.fisher_samples": 30, "ewc.fisher": mode}
+    ewc = EWC(context(bench), hp)
+    task = bench.tasks[0]
+    x, y = task.train_x[:20].float() / 255, task.train_y[:20]
+    ewc.begin_task(0)
+    for _ in range(2):  # two epochs of two mini-batches
+        for i in (0, 1):
+            ewc.observe(x[i * 10:(i + 1) * 10], y[i * 10:(i + 1) * 10], torch.zeros(10, dtype=torch.long))
+    ewc.end_task(0)
+    ref = build_model(MLP, (1, 28, 28), 10).double()
+    ref.load_state_dict(ewc.model.state_dict())
+    xs, ys = torch.cat([x, x[:10]]).double(), torch.cat([y, y[:10]])  # the first 30 seen
+
+    def squared_grads(xb, yb):
+        ref.zero_grad()
+        F.cross_entropy(ref(xb), yb).backward()
+        return [p.grad.detach().clone() ** 2 for p in ref.parameters()]
+
+    if mode == "squared_mean_grad":
+        want = squared_grads(xs, ys)
+    else:
+        per = [squared_grads(xs[i:i + 1], ys[i:i + 1]) for i in range(30)]
+        want = [sum(g) / 30 for g in zip(*per)]
+    for a, w in zip(ewc.pen_a, want):
+        torch.testing.assert_close(a.double(), 3.0 * w, rtol=1e-4, atol=1e-9)
