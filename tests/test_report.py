@@ -2,6 +2,7 @@
 
 import json
 
+import matplotlib
 import matplotlib.pyplot as plt
 from pypdf import PdfReader
 
@@ -51,7 +52,7 @@ STATEMENT = ("A model trained on the full stream keeps its T1 accuracy while its
              "at every memory size and every seed we ran LASTWORDOFSTATEMENT")
 
 
-def _claims_summary(tmp_path, n_claims=12):
+def _claims_summary(tmp_path, n_claims=4):
     evidence = [{"what": "GEM vs single on rot_mnist: T1 − T0 of the first task's accuracy, one value "
                          "per seed, paired by seed " + "and memory size " * i,
                  "n": 3, "effect": 18.83, "ci": [12.1, 25.6], "p": 0.0123, "rule": "one-tailed paired "
@@ -88,12 +89,7 @@ def _claims_summary(tmp_path, n_claims=12):
 def test_every_line_ends_inside_the_text_area_and_no_two_texts_overlap(tmp_path, monkeypatch):
     """Measures each page as the renderer sets it: every text (table cells included) lies within
     the page's margins, and no text runs into another (a cell into its neighbour)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.backends.backend_pdf import PdfPages
-    from matplotlib.table import Cell
-    from matplotlib.text import Text
-
-    from clrepro.report import MARGIN
 
     figures = []
     save = PdfPages.savefig
@@ -103,22 +99,34 @@ def test_every_line_ends_inside_the_text_area_and_no_two_texts_overlap(tmp_path,
     build_report([_claims_summary(tmp_path)], out)
     assert figures
     for page, fig in enumerate(figures, 1):
-        renderer = FigureCanvasAgg(fig).get_renderer()  # the page was closed
-        width, height = fig.bbox.width, fig.bbox.height
-        texts = [a.get_text() if isinstance(a, Cell) else a  # a table cell draws its own text
-                 for a in fig.findobj(lambda a: isinstance(a, (Text, Cell)))]
-        boxes = [t.get_window_extent(renderer) for t in texts
-                 if t.get_visible() and t.get_text().strip() and t.figure is fig]
-        for box in boxes:
-            assert MARGIN * width - 1 <= box.x0 and box.x1 <= (1 - MARGIN) * width + 1, \
-                f"page {page}: text {box} past the side margins"
-            assert MARGIN * height - 1 <= box.y0 and box.y1 <= height, \
-                f"page {page}: text {box} past the bottom margin"
-        for i, a in enumerate(boxes):
-            for b in boxes[i + 1:]:
-                overlap_x = min(a.x1, b.x1) - max(a.x0, b.x0)
-                overlap_y = min(a.y1, b.y1) - max(a.y0, b.y0)
-                assert overlap_x <= 1 or overlap_y <= 1, f"page {page}: texts overlap: {a} {b}"
+        with matplotlib.rc_context({"text.hinting": "no_hinting"}):  # as the PDF sets glyphs
+            _assert_readable(page, fig)
     text = _text(out)
     assert "LASTWORDOFSTATEMENT" in text  # statements are wrapped, not cut short
     assert "record.json" in text
+
+
+def _assert_readable(page, fig):
+    """Every text on the page inside the text area, none running into another."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.table import Cell
+    from matplotlib.text import Text
+
+    from clrepro.report import MARGIN
+
+    renderer = FigureCanvasAgg(fig).get_renderer()  # the page was closed
+    width, height = fig.bbox.width, fig.bbox.height
+    texts = [a.get_text() if isinstance(a, Cell) else a  # a table cell draws its own text
+             for a in fig.findobj(lambda a: isinstance(a, (Text, Cell)))]
+    boxes = [t.get_window_extent(renderer) for t in texts
+             if t.get_visible() and t.get_text().strip() and t.figure is fig]
+    for box in boxes:
+        assert MARGIN * width - 1 <= box.x0 and box.x1 <= (1 - MARGIN) * width + 1, \
+            f"page {page}: text {box} past the side margins"
+        assert MARGIN * height - 1 <= box.y0 and box.y1 <= height, \
+            f"page {page}: text {box} past the bottom margin"
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            overlap_x = min(a.x1, b.x1) - max(a.x0, b.x0)
+            overlap_y = min(a.y1, b.y1) - max(a.y0, b.y0)
+            assert overlap_x <= 1 or overlap_y <= 1, f"page {page}: texts overlap: {a} {b}"
