@@ -3,7 +3,7 @@ columns sized to their content within a page width. Pure matplotlib (its font en
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from matplotlib.font_manager import FontProperties, findfont, get_font
 from matplotlib.ft2font import LoadFlags
@@ -14,7 +14,7 @@ FAMILY = "DejaVu Sans"
 SCALE = 100.0  # points: widths are measured once at this size and scaled (unhinted, so linear)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _font(weight: str):
     return get_font(findfont(FontProperties(family=FAMILY, weight=weight)))
 
@@ -41,9 +41,11 @@ def _split_word(word: str, width: float, size: float, weight: str) -> list[str]:
     """A word wider than the line (a long path) broken into pieces that fit."""
     pieces = []
     while word:
-        n = len(word)
-        while n > 1 and text_width(word[:n], size, weight) > width:
-            n -= 1
+        lo, hi = 1, len(word)  # the longest prefix that fits (at least one character)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if text_width(word[:mid], size, weight) <= width else (lo, mid - 1)
+        n = lo
         pieces.append(word[:n])
         word = word[n:]
     return pieces
@@ -82,8 +84,7 @@ def column_widths(cells: list[list[str]], header: list[str], size: float, availa
                 for row in cells for w in unit(row[col])]
         return max([*head, *body, 0.0]) + pad
 
-    lines = lambda s: s.split("\n")  # noqa: E731
-    natural = [widest(i, lines) for i in range(len(header))]
+    natural = [widest(i, str.splitlines) for i in range(len(header))]
     if sum(natural) <= available:
         return natural
     # A word may be long (a path): no column's floor exceeds a third of the page.

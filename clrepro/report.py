@@ -75,7 +75,9 @@ class Pages:
         body = [[wrap(v, w - 2 * CELL_PAD, size, "bold" if v in colour else "normal")
                  for v, w in zip(row, widths)] for row in cells]
         pitch = size * LINE_PITCH  # points per line
-        height = lambda row: max(len(lines) for lines in row) * pitch + 2 * CELL_PAD  # noqa: E731
+        def height(row: list[list[str]]) -> float:
+            return max(len(lines) for lines in row) * pitch + 2 * CELL_PAD
+
         head_h, row_h = height(head), [height(row) for row in body]
         title_h = 8.5 * 1.45 + 0.006 * PAGE[1] * 72 if title else 0.0
         start = 0
@@ -104,7 +106,7 @@ class Pages:
             self.fig.add_artist(Rectangle((x, top - h), w, h, transform=self.fig.transFigure,
                                           facecolor=fill, edgecolor="0.85", linewidth=0.6))
             text = "\n".join(lines)
-            style = dict(color=colour[text], weight="bold") if text in colour else dict(weight=weight)
+            style = {"color": colour[text], "weight": "bold"} if text in colour else {"weight": weight}
             for i, line in enumerate(lines):  # one text per line: the pitch is ours, not the font's
                 y = top - (CELL_PAD + i * size * LINE_PITCH) / 72 / PAGE[1]
                 self.fig.text(x + CELL_PAD / 72 / PAGE[0], y, line, fontsize=size, va="top",

@@ -101,7 +101,9 @@ def test_every_line_ends_inside_the_text_area_and_no_two_texts_overlap(tmp_path,
     for page, fig in enumerate(figures, 1):
         with matplotlib.rc_context({"text.hinting": "no_hinting"}):  # as the PDF sets glyphs
             _assert_readable(page, fig)
-    text = _text(out)
+    from matplotlib.text import Text
+
+    text = " ".join(t.get_text() for fig in figures for t in fig.findobj(Text))
     assert "LASTWORDOFSTATEMENT" in text  # statements are wrapped, not cut short
     assert "record.json" in text
 
@@ -130,3 +132,22 @@ def _assert_readable(page, fig):
             overlap_x = min(a.x1, b.x1) - max(a.x0, b.x0)
             overlap_y = min(a.y1, b.y1) - max(a.y0, b.y0)
             assert overlap_x <= 1 or overlap_y <= 1, f"page {page}: texts overlap: {a} {b}"
+
+
+def test_wrap_keeps_every_word_in_order_within_the_width():
+    from clrepro.layout import text_width, wrap
+
+    s = STATEMENT + " results/runs/" + "deep/" * 40 + "record.json"
+    lines = wrap(s, 200, 7.5)
+    assert all(text_width(line, 7.5) <= 200 for line in lines)
+    assert "".join(lines).replace(" ", "") == s.replace(" ", "")  # the path is broken, not lost
+
+
+def test_columns_take_their_content_width_and_only_wide_ones_wrap():
+    from clrepro.layout import column_widths, text_width
+
+    cells = [["C1", "holds", STATEMENT]]
+    narrow = column_widths(cells[:1], ["claim", "verdict", "statement"], 7.5, 5000, 6)
+    assert narrow[2] == text_width(STATEMENT, 7.5) + 6  # fits: no stretching, no empty column
+    fitted = column_widths(cells, ["claim", "verdict", "statement"], 7.5, 400, 6)
+    assert abs(sum(fitted) - 400) < 1e-6 and fitted[:2] == narrow[:2]
