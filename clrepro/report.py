@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +15,20 @@ matplotlib.use("Agg")
 import matplotlib.image as mpimg  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
 
 from clrepro.fsutil import atomic_path  # noqa: E402
+from clrepro.layout import FAMILY, column_widths, wrap  # noqa: E402
 from clrepro.papers.base import FAILS, HOLDS, INCONCLUSIVE, NOT_CHECKABLE  # noqa: E402
 from clrepro.provenance import code_state, versions  # noqa: E402
 
 PAGE = (11.69, 8.27)  # A4 landscape, inches
 MARGIN = 0.045
 COLOURS = {HOLDS: "#1b7837", FAILS: "#b2182b", INCONCLUSIVE: "#8c6d1f", NOT_CHECKABLE: "#555555"}
-ROWS_PER_PAGE = 24
+ROWS_PER_PAGE = 24  # plotted points listed under a figure (the CSV has them all)
+TEXT_WIDTH = (1 - 2 * MARGIN) * PAGE[0] * 72  # points
+CELL_PAD = 3.0  # points between a cell's border and its text
+LINE_PITCH = 1.25  # line distance in a table cell, in units of the font size
 
 
 class Pages:
@@ -48,49 +52,68 @@ class Pages:
             self._new()
 
     def text(self, s: str, size: float = 9, weight: str = "normal", color: str = "black",
-             width: int = 160, gap: float = 0.006) -> None:
-        lines = []
-        for para in s.split("\n"):
-            lines += textwrap.wrap(para, width=width) or [""]
+             gap: float = 0.006) -> None:
+        lines = wrap(s, TEXT_WIDTH, size, weight)
         height = len(lines) * size * 1.45 / 72 / PAGE[1] + gap
         self.need(height)
         self.fig.text(MARGIN, self.y, "\n".join(lines), fontsize=size, weight=weight, color=color,
-                      va="top", family="DejaVu Sans", linespacing=1.3)
+                      va="top", family=FAMILY, linespacing=1.3, parse_math=False)
         self.y -= height
 
     def table(self, rows: list[dict[str, Any]], title: str = "", size: float = 7.5,
               colour: dict[str, str] | None = None) -> None:
-        """colour: cell text -> colour, applied to every cell with exactly that text."""
+        """Columns as wide as their content, long cells wrapped so the table spans at most the
+        text width; rows that do not fit continue on the next page under the header again.
+        colour: cell text -> colour, applied (in bold) to every cell with exactly that text."""
         if not rows:
             return
-        cols = list(rows[0])
-        for start in range(0, len(rows), ROWS_PER_PAGE):
-            chunk = rows[start:start + ROWS_PER_PAGE]
-            row_h = size * 1.9 / 72 / PAGE[1]
-            height = row_h * (len(chunk) + 1) + (0.03 if title else 0.01)
-            self.need(height)
+        colour = colour or {}
+        cols = list(dict.fromkeys(c for r in rows for c in r))
+        cells = [[_cell(r.get(c)) for c in cols] for r in rows]
+        widths = column_widths(cells, cols, size, TEXT_WIDTH, 2 * CELL_PAD, bold=set(colour))
+        head = [wrap(c, w - 2 * CELL_PAD, size, "bold") for c, w in zip(cols, widths)]
+        body = [[wrap(v, w - 2 * CELL_PAD, size, "bold" if v in colour else "normal")
+                 for v, w in zip(row, widths)] for row in cells]
+        pitch = size * LINE_PITCH  # points per line
+        def height(row: list[list[str]]) -> float:
+            return max(len(lines) for lines in row) * pitch + 2 * CELL_PAD
+
+        head_h, row_h = height(head), [height(row) for row in body]
+        title_h = 8.5 * 1.45 + 0.006 * PAGE[1] * 72 if title else 0.0
+        start = 0
+        while start < len(rows):
+            first = row_h[start:start + 3]  # a title and header never stand alone at a page foot
+            self.need((title_h + head_h + sum(first)) / 72 / PAGE[1] + 0.012)
             if title:
                 self.text(title + (" (continued)" if start else ""), size=8.5, weight="bold")
-            ax = self.fig.add_axes([MARGIN, self.y - row_h * (len(chunk) + 1), 1 - 2 * MARGIN,
-                                    row_h * (len(chunk) + 1)])
-            ax.axis("off")
-            cells = [[_cell(r.get(c)) for c in cols] for r in chunk]
-            # columns as wide as their longest entry (header included), within limits
-            longest = [max([len(str(c)), *(len(row[i]) for row in cells)]) for i, c in enumerate(cols)]
-            widths = [min(max(n, 4), 70) for n in longest]
-            widths = [w / sum(widths) for w in widths]
-            tbl = ax.table(cellText=cells, colLabels=cols, loc="upper left", cellLoc="left",
-                           colLoc="left", bbox=[0, 0, 1, 1], colWidths=widths)
-            tbl.auto_set_font_size(False)
-            tbl.set_fontsize(size)
-            for (r, _), cell in tbl.get_celld().items():
-                cell.set_edgecolor("0.85")
-                if r == 0:
-                    cell.set_facecolor("#e8eef6")
-                    cell.set_text_props(weight="bold")
-                elif colour and cell.get_text().get_text() in colour:
-                    cell.set_text_props(color=colour[cell.get_text().get_text()], weight="bold")
-            self.y -= row_h * (len(chunk) + 1) + 0.012
+            room = (self.y - MARGIN) * PAGE[1] * 72 - head_h
+            end = start + 1
+            while end < len(rows) and sum(row_h[start:end + 1]) <= room:
+                end += 1
+            y = self._row(head, widths, head_h, size, "bold", colour, fill="#e8eef6")
+            for lines, h in zip(body[start:end], row_h[start:end]):
+                y = self._row(lines, widths, h, size, "normal", colour)
+            self.y = y - 0.012
+            start = end
+
+    def _row(self, cells: list[list[str]], widths: list[float], height: float, size: float,
+             weight: str, colour: dict[str, str], fill: str = "none") -> float:
+        """Draws one table row at the current y (cells' lines, in points); returns its foot."""
+        x, top = MARGIN, self.y
+        h = height / 72 / PAGE[1]
+        for lines, w in zip(cells, widths):
+            w /= 72 * PAGE[0]
+            self.fig.add_artist(Rectangle((x, top - h), w, h, transform=self.fig.transFigure,
+                                          facecolor=fill, edgecolor="0.85", linewidth=0.6))
+            text = "\n".join(lines)
+            style = {"color": colour[text], "weight": "bold"} if text in colour else {"weight": weight}
+            for i, line in enumerate(lines):  # one text per line: the pitch is ours, not the font's
+                y = top - (CELL_PAD + i * size * LINE_PITCH) / 72 / PAGE[1]
+                self.fig.text(x + CELL_PAD / 72 / PAGE[0], y, line, fontsize=size, va="top",
+                              family=FAMILY, parse_math=False, **style)
+            x += w
+        self.y = top - h
+        return self.y
 
     def image(self, path: Path, max_height: float = 0.5) -> None:
         img = mpimg.imread(path)
@@ -119,7 +142,7 @@ def _cell(value: Any) -> str:
         return "–"
     if isinstance(value, float):
         return f"{value:.4g}"
-    return textwrap.shorten(str(value), 120, placeholder="…")
+    return str(value)  # wrapped to its column in full, never cut
 
 
 def build_report(claim_files: list[Path], out: Path, title: str = "clrepro reproduction report") -> None:
