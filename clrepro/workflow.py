@@ -30,8 +30,18 @@ def _logged(snakemake: Any, body: Callable[[], None]) -> None:
         else:
             return
     # the cause on the console, the traceback in the log; no second traceback on the console
-    print(f"clrepro: {type(failure).__name__}: {failure}\n(full log: {log_path})", file=sys.__stderr__)
+    print(f"clrepro: {_one_line(failure)}\n(full log: {log_path})", file=sys.__stderr__)
     raise SystemExit(1)
+
+
+def _one_line(exc: BaseException) -> str:
+    from clrepro.environment import EnvironmentProblem, explain
+
+    if isinstance(exc, OSError):
+        return explain(exc)
+    if isinstance(exc, EnvironmentProblem):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _config(snakemake: Any) -> dict[str, Any]:
@@ -64,7 +74,14 @@ def train(snakemake: Any) -> None:
         run_job(desc, snakemake.output[0], snakemake.input.pt, device=config["device"],
                 threads=snakemake.threads, artifacts_out=getattr(snakemake.output, "artifacts", None))
 
-    _logged(snakemake, body)
+    from clrepro.locks import RunLockedError, run_lock
+
+    try:
+        with run_lock(snakemake.output[0]):  # before the log is opened (and overwritten)
+            _logged(snakemake, body)
+    except RunLockedError as exc:
+        print(f"clrepro: {exc}", file=sys.__stderr__)
+        raise SystemExit(1) from None
 
 
 def train_batch(snakemake: Any) -> None:

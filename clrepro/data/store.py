@@ -85,6 +85,9 @@ def load(defn: BenchmarkDef, tensor_path: Path) -> dict[str, torch.Tensor]:
     except json.JSONDecodeError as exc:
         raise StaleCacheError(f"{mpath} is not valid JSON ({exc})") from exc
     if manifest.get("definition_hash") != definition_hash(defn):
+        held = manifest.get("benchmark")
+        if held != defn.name:
+            raise StaleCacheError(f"{tensor_path} holds benchmark {held}, not {defn.name}")
         raise StaleCacheError(f"{tensor_path} was built from another definition of {defn.name}")
     digest = sha256_file(tensor_path)
     if digest != manifest.get("sha256"):
@@ -93,10 +96,18 @@ def load(defn: BenchmarkDef, tensor_path: Path) -> dict[str, torch.Tensor]:
     return torch.load(tensor_path, weights_only=True)
 
 
-def load_or_rebuild(defn: BenchmarkDef, settings: DataSettings, tensor_path: Path):
+def load_or_rebuild(defn: BenchmarkDef, settings: DataSettings, tensor_path: Path,
+                    rebuild: bool = True):
+    """The verified tensors, rebuilt first if stale -- unless `rebuild` is false (a file the
+    user handed over, e.g. `clrepro run --data`: it is never written), then StaleCacheError."""
     try:
         return load(defn, tensor_path)
     except StaleCacheError as exc:
+        if not rebuild:
+            raise StaleCacheError(
+                f"{exc}; it was given as input, so it is left as it is: give the file "
+                f"`clrepro data {defn.name}` builds (or leave out --data to use the plan's "
+                f"own cache)") from exc
         log.warning("%s; rebuilding it from the raw data", exc)
         build(defn, settings, tensor_path)
         return load(defn, tensor_path)
