@@ -118,15 +118,28 @@ def cmd_data(args) -> int:
     if unknown:
         raise UsageError(f"unknown benchmark(s) {', '.join(unknown)}; this plan has "
                          f"{', '.join(sorted(p.benchmarks))}")
+    problems = 0
     for defn, out in [(p.benchmarks[n], p.benchmark_path(n)) for n in names]:
         if args.check:
             try:
-                store.load(defn, out)
-                print(f"ok       {defn.name}  {out}")
+                tensors = store.load(defn, out)
             except store.StaleCacheError as exc:
                 print(f"rebuild  {defn.name}  ({exc})")
+                problems += 1
+                continue
+            n_images, bad = store.damaged_images(defn, p.data, tensors, decode=args.decode)
+            for path, why in bad:
+                print(f"damaged  {defn.name}  {path}: {why}")
+            problems += bool(bad)
+            checked = f", {n_images} images {'decoded' if args.decode else 'opened'}" if n_images else ""
+            print(f"{'bad' if bad else 'ok'}{' ' * (9 - len('bad' if bad else 'ok'))}{defn.name}  "
+                  f"{out}{checked}")
             continue
         store.build(defn, p.data, out)
+    if problems:  # a script (or CI) must see that something needs doing
+        log.error("%d benchmark(s) need attention: rebuild with `clrepro data NAME`, or replace the "
+                  "damaged images first", problems)
+        return 1
     return 0
 
 
@@ -228,7 +241,11 @@ def parser() -> argparse.ArgumentParser:
 
     p = with_config(sub.add_parser("data", help="prepare (or --check) benchmark tensors"))
     p.add_argument("benchmarks", nargs="*", help="benchmark names (default: all in the plan)")
-    p.add_argument("--check", action="store_true", help="verify caches instead of building")
+    p.add_argument("--check", action="store_true",
+                   help="verify caches (and open every listed image) instead of building; "
+                        "exits 1 when something needs a rebuild or a damaged image")
+    p.add_argument("--decode", action="store_true",
+                   help="with --check: decode every listed image (slow on ImageNet)")
     p.set_defaults(func=cmd_data)
 
     p = with_config(sub.add_parser("render", help="render artifacts (tables, figures, verdicts)"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,14 @@ def _with_defaults(validator_class):
 _Validator = _with_defaults(Draft202012Validator)
 
 
-def schema() -> dict[str, Any]:
+@functools.lru_cache(maxsize=1)
+def _parsed_schema() -> dict[str, Any]:
     return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def schema() -> dict[str, Any]:
+    """The config schema (a copy: parsed once per process, planning validates often)."""
+    return copy.deepcopy(_parsed_schema())
 
 
 _TRUE, _FALSE, _NULL = ("true", "yes", "on"), ("false", "no", "off"), ("null", "~", "none")

@@ -96,6 +96,24 @@ def load(defn: BenchmarkDef, tensor_path: Path) -> dict[str, torch.Tensor]:
     return torch.load(tensor_path, weights_only=True)
 
 
+def damaged_images(defn: BenchmarkDef, settings: DataSettings, tensors: dict[str, Any],
+                   decode: bool = False) -> tuple[int, list[tuple[str, str]]]:
+    """(images checked, (path, why) of the damaged ones) of a file-backed benchmark;
+    `decode`: decode every image, not only its header (and a PNG's CRCs)."""
+    from clrepro.data.imagecheck import find_bad
+    from clrepro.data.imagefolder import folder_images, resolve_root
+    from clrepro.data.tracks import track_images
+
+    if defn.kind == "core50":
+        root, paths = track_images(defn, settings)
+    elif defn.file_backed:
+        root, paths = resolve_root(defn.source, settings), folder_images(tensors)
+    else:
+        return 0, []
+    paths = list(dict.fromkeys(paths))
+    return len(paths), find_bad(root, paths, decode)
+
+
 def load_or_rebuild(defn: BenchmarkDef, settings: DataSettings, tensor_path: Path,
                     rebuild: bool = True):
     """The verified tensors, rebuilt first if stale -- unless `rebuild` is false (a file the
