@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", message)
         return 2
     except OSError as exc:  # read-only results, a full disk ...: one line with the fix
-        log.error("%s", explain(exc))
+        log.error("%s", explain(exc), exc_info=args.verbose)
         return 2
 
 

@@ -44,7 +44,7 @@ def schema() -> dict[str, Any]:
     return copy.deepcopy(_parsed_schema())
 
 
-_TRUE, _FALSE, _NULL = ("true", "yes", "on"), ("false", "no", "off"), ("null", "~", "none")
+_TRUE, _FALSE, _NULL = ("true",), ("false",), ("null", "~")
 
 
 def _types(sch: dict[str, Any]) -> set[str]:
@@ -92,7 +92,7 @@ def coerce(value: Any, sch: dict[str, Any]) -> Any:
             pass
     if "boolean" in kinds and text.lower() in _TRUE + _FALSE:
         return text.lower() in _TRUE
-    if "null" in kinds and text.lower() in _NULL + ("",):
+    if "null" in kinds and text.lower() in _NULL:
         return None
     return value
 

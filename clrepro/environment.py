@@ -24,7 +24,7 @@ def explain(exc: OSError) -> str:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return (f"no space left writing {where} ({exc.strerror}): free some space or point "
                 f"`results` at another disk (--set results=DIR, snakemake --config results=DIR)")
-    return f"{exc.strerror or exc} ({where})"
+    return f"{exc.strerror or exc} ({where})" if exc.errno is not None else str(exc)
 
 
 def full_disk_error(directory: Path, cause: BaseException) -> OSError | None:

@@ -37,8 +37,8 @@ def _logged(snakemake: Any, body: Callable[[], None]) -> None:
 def _one_line(exc: BaseException) -> str:
     from clrepro.environment import EnvironmentProblem, explain
 
-    if isinstance(exc, OSError):
-        return explain(exc)
+    if isinstance(exc, OSError) and exc.errno is not None:  # not e.g. MissingDataError
+        return f"{type(exc).__name__}: {explain(exc)}"
     if isinstance(exc, EnvironmentProblem):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
