@@ -193,6 +193,11 @@ class StrictParser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
+    def error(self, message):
+        if "--config" in message:
+            message += " (clrepro overrides a config key with --set KEY=VALUE; --config is Snakemake's)"
+        super().error(message)
+
 
 def device_name(text: str) -> str:
     from clrepro.devices import DeviceError, check_device_name

@@ -74,14 +74,7 @@ def train(snakemake: Any) -> None:
         run_job(desc, snakemake.output[0], snakemake.input.pt, device=config["device"],
                 threads=snakemake.threads, artifacts_out=getattr(snakemake.output, "artifacts", None))
 
-    from clrepro.locks import RunLockedError, run_lock
-
-    try:
-        with run_lock(snakemake.output[0]):  # before the log is opened (and overwritten)
-            _logged(snakemake, body)
-    except RunLockedError as exc:
-        print(f"clrepro: {exc}", file=sys.__stderr__)
-        raise SystemExit(1) from None
+    _locked(snakemake, body)
 
 
 def train_batch(snakemake: Any) -> None:
@@ -99,7 +92,21 @@ def train_batch(snakemake: Any) -> None:
                                f"say why): " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
         write_json(snakemake.output[0], outcome)
 
-    _logged(snakemake, body)
+    _locked(snakemake, body)
+
+
+def _locked(snakemake: Any, body: Callable[[], None]) -> None:
+    """_logged while holding the lock of the job's first output (clrepro.locks), taken before
+    its log is opened: a second working directory sharing the results is refused, and leaves
+    the first one's log alone."""
+    from clrepro.locks import RunLockedError, run_lock
+
+    try:
+        with run_lock(snakemake.output[0]):
+            _logged(snakemake, body)
+    except RunLockedError as exc:
+        print(f"clrepro: {exc}", file=sys.__stderr__)
+        raise SystemExit(1) from None
 
 
 def render(snakemake: Any) -> None:
