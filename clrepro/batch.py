@@ -18,6 +18,7 @@ from typing import Any
 from clrepro.data import store
 from clrepro.data.definitions import BenchmarkDef, DataSettings
 from clrepro.job import run_job
+from clrepro.locks import RunLockedError, run_lock
 from clrepro.plan import protocol_hash
 from clrepro.results import CorruptRecordError, load_record
 
@@ -53,10 +54,15 @@ def run_batch(runs: dict[str, dict[str, Any]], data: dict[str, Any], prepared: s
             tensors = store.load_or_rebuild(defn, DataSettings.from_config(data), Path(prepared))
         log.info("[%d/%d] %s", i, len(runs), out)
         start = time.perf_counter()
-        handler = _run_log(entry.get("log"))
+        handler = None
         try:
-            run_job({**protocol, "data": data, "gpu": gpu}, out, prepared, device=device,
-                    threads=threads, artifacts_out=artifacts, tensors=tensors)
+            with run_lock(out):  # before its log is opened: another process may hold the run
+                handler = _run_log(entry.get("log"))
+                run_job({**protocol, "data": data, "gpu": gpu}, out, prepared, device=device,
+                        threads=threads, artifacts_out=artifacts, tensors=tensors)
+        except RunLockedError as exc:
+            log.error("%s", exc)
+            outcome[out] = f"failed: {exc}"
         except Exception as exc:  # the other runs of the batch still go ahead
             log.exception("run %s failed", out)
             outcome[out] = f"failed: {type(exc).__name__}: {exc}"

@@ -21,6 +21,9 @@ from clrepro.progress import setup_logging
 log = logging.getLogger("clrepro")
 
 
+DEFAULT_CONFIG = "config.yaml"
+
+
 class UsageError(Exception):
     """A request the command cannot fulfil as asked; the message says why."""
 
@@ -30,9 +33,23 @@ def _config_from_args(args) -> dict[str, Any]:
 
     overrides = {}
     for item in args.set or []:
-        key, _, value = item.partition("=")
-        overrides[key] = yaml.safe_load(value)
-    path = args.configfile if Path(args.configfile).is_file() else None
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set {item}: expected KEY=VALUE, e.g. --set scale=smoke")
+        try:
+            overrides[key] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise UsageError(f"--set {item}: the value is not valid YAML ({exc})") from exc
+    if args.configfile is not None:  # named: it must exist
+        path = Path(args.configfile)
+        if not path.is_file():
+            raise UsageError(f"--configfile {path}: no such file")
+    elif Path(DEFAULT_CONFIG).is_file():
+        path = Path(DEFAULT_CONFIG)
+    else:  # outside a clone: say so, a silent fallback hides a typo'd working directory
+        path = None
+        log.warning("no %s in %s: running with the built-in defaults (give --configfile, or "
+                    "run inside the clone)", DEFAULT_CONFIG, Path.cwd())
     return cfg.load(path, overrides)
 
 
@@ -65,8 +82,31 @@ def cmd_run(args) -> int:
         data = args.data or str(p.benchmark_path(desc["benchmark"]["name"]))
     if not data:
         raise UsageError("--data is required with --job")
-    record = run_job(desc, args.out, data, device=device, threads=args.threads)
+    _check_existing_record(Path(args.out), desc, args.force)
+    # a file given with --data is an input: read, never rebuilt in place
+    record = run_job(desc, args.out, data, device=device, threads=args.threads,
+                     rebuild_data=args.data is None)
     return 0 if record["status"] in ("ok", "diverged") else 1
+
+
+def _check_existing_record(out: Path, desc: dict[str, Any], force: bool) -> None:
+    """`clrepro run` never replaces a record silently: without --force it refuses, saying
+    whether the record there is of this run's protocol (then there is nothing to do)."""
+    from clrepro.plan import protocol_hash
+    from clrepro.results import CorruptRecordError, load_record
+
+    if not out.exists():
+        return
+    try:
+        record = load_record(out)
+        same = record.get("protocol_hash") == protocol_hash(desc["hp"], desc["benchmark"])
+        what = ("a record of this very protocol (nothing to do)" if same else
+                "a record made under another protocol")
+    except (CorruptRecordError, ValueError, OSError):
+        what = "an unreadable record"
+    if not force:
+        raise UsageError(f"{out} already holds {what}; add --force to train again and replace it")
+    log.warning("%s holds %s: training again and replacing it (--force)", out, what)
 
 
 def cmd_data(args) -> int:
@@ -78,15 +118,28 @@ def cmd_data(args) -> int:
     if unknown:
         raise UsageError(f"unknown benchmark(s) {', '.join(unknown)}; this plan has "
                          f"{', '.join(sorted(p.benchmarks))}")
+    problems = 0
     for defn, out in [(p.benchmarks[n], p.benchmark_path(n)) for n in names]:
         if args.check:
             try:
-                store.load(defn, out)
-                print(f"ok       {defn.name}  {out}")
+                tensors = store.load(defn, out)
             except store.StaleCacheError as exc:
                 print(f"rebuild  {defn.name}  ({exc})")
+                problems += 1
+                continue
+            n_images, bad = store.damaged_images(defn, p.data, tensors, decode=args.decode)
+            for path, why in bad:
+                print(f"damaged  {defn.name}  {path}: {why}")
+            problems += bool(bad)
+            checked = f", {n_images} images {'decoded' if args.decode else 'opened'}" if n_images else ""
+            print(f"{'bad' if bad else 'ok'}{' ' * (9 - len('bad' if bad else 'ok'))}{defn.name}  "
+                  f"{out}{checked}")
             continue
         store.build(defn, p.data, out)
+    if problems:  # a script (or CI) must see that something needs doing
+        log.error("%d benchmark(s) need attention: rebuild with `clrepro data NAME`, or replace the "
+                  "damaged images first", problems)
+        return 1
     return 0
 
 
@@ -133,13 +186,46 @@ def cmd_verify(args) -> int:
     return 1 if result.changed or result.unrendered else 0
 
 
+class StrictParser(argparse.ArgumentParser):
+    """No abbreviated flags: `--config` must be refused, not completed to `--configfile`."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        if "--config" in message:
+            message += " (clrepro overrides a config key with --set KEY=VALUE; --config is Snakemake's)"
+        super().error(message)
+
+
+def device_name(text: str) -> str:
+    from clrepro.devices import DeviceError, check_device_name
+
+    try:
+        return check_device_name(text)
+    except DeviceError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="clrepro", description=__doc__.splitlines()[0])
+    ap = StrictParser(prog="clrepro", description=__doc__.splitlines()[0])
     ap.add_argument("-v", "--verbose", action="store_true")
-    sub = ap.add_subparsers(dest="command", required=True)
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=StrictParser)
 
     def with_config(p):
-        p.add_argument("--configfile", default="config.yaml", help="workflow config (default: config.yaml)")
+        p.add_argument("--configfile", help="workflow config (default: config.yaml of the working "
+                                            "directory; built-in defaults, with a warning, if none)")
         p.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override a top-level config key (YAML value), e.g. --set scale=smoke")
         return p
@@ -152,13 +238,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="results/runs/<benchmark>/<method>/<setting>/s<seed>.json")
     p.add_argument("--job", help="a complete job description as JSON (instead of the config)")
     p.add_argument("--data", help="prepared benchmark tensors (.pt)")
-    p.add_argument("--device", help="auto | cpu | cuda[:i]")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", type=device_name, help="auto | cpu | cuda[:i]")
+    p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--force", action="store_true",
+                   help="train even if OUT holds a record (it is replaced)")
     p.set_defaults(func=cmd_run)
 
     p = with_config(sub.add_parser("data", help="prepare (or --check) benchmark tensors"))
     p.add_argument("benchmarks", nargs="*", help="benchmark names (default: all in the plan)")
-    p.add_argument("--check", action="store_true", help="verify caches instead of building")
+    p.add_argument("--check", action="store_true",
+                   help="verify caches (and open every listed image) instead of building; "
+                        "exits 1 when something needs a rebuild or a damaged image")
+    p.add_argument("--decode", action="store_true",
+                   help="with --check: decode every listed image (slow on ImageNet)")
     p.set_defaults(func=cmd_data)
 
     p = with_config(sub.add_parser("render", help="render artifacts (tables, figures, verdicts)"))
@@ -181,12 +273,18 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     from clrepro.config import ConfigError
     from clrepro.data.sources import ChecksumError, MissingDataError
+    from clrepro.data.store import StaleCacheError
+    from clrepro.environment import EnvironmentProblem, explain
 
     try:
         return args.func(args)
-    except (UsageError, ConfigError, MissingDataError, ChecksumError, KeyError) as exc:
+    except (UsageError, ConfigError, MissingDataError, ChecksumError, StaleCacheError,
+            EnvironmentProblem, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         log.error("%s", message)
+        return 2
+    except OSError as exc:  # read-only results, a full disk ...: one line with the fix
+        log.error("%s", explain(exc), exc_info=args.verbose)
         return 2
 
 

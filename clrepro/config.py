@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import functools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +34,95 @@ def _with_defaults(validator_class):
 _Validator = _with_defaults(Draft202012Validator)
 
 
-def schema() -> dict[str, Any]:
+@functools.lru_cache(maxsize=1)
+def _parsed_schema() -> dict[str, Any]:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
+def schema() -> dict[str, Any]:
+    """The config schema (a copy: parsed once per process, planning validates often)."""
+    return copy.deepcopy(_parsed_schema())
+
+
+_TRUE, _FALSE, _NULL = ("true",), ("false",), ("null", "~")
+
+
+def _types(sch: dict[str, Any]) -> set[str]:
+    """The JSON types a (sub)schema accepts, over its oneOf/anyOf alternatives."""
+    kinds = sch.get("type", [])
+    found = set([kinds] if isinstance(kinds, str) else kinds)
+    for alt in sch.get("oneOf", []) + sch.get("anyOf", []):
+        found |= _types(alt)
+    return found
+
+
+def _alternative(sch: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The part of `sch` that describes values of JSON type `kind`."""
+    for alt in sch.get("oneOf", []) + sch.get("anyOf", []):
+        if kind in _types(alt):
+            return alt
+    return sch
+
+
+def coerce(value: Any, sch: dict[str, Any]) -> Any:
+    """`value` with strings turned into the integer, number, boolean or null the schema asks
+    for where a string is not allowed there. Snakemake's `--config key=value` parses nested
+    values as strings (`--config 'seeds={gem2017: 3}'` gives {'gem2017': '3'}), so that
+    every key can be set from the command line as the README and messages show."""
+    if isinstance(value, dict):
+        sch = _alternative(sch, "object")
+        props = sch.get("properties", {})
+        extra = sch.get("additionalProperties")
+        return {k: coerce(v, props.get(k, extra if isinstance(extra, dict) else {}))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [coerce(v, _alternative(sch, "array").get("items", {})) for v in value]
+    if not isinstance(value, str):
+        return value
+    kinds = _types(sch)
+    if not kinds or "string" in kinds:
+        return value
+    text = value.strip()
+    if "integer" in kinds and re.fullmatch(r"[-+]?\d+", text):
+        return int(text)
+    if "number" in kinds:
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    if "boolean" in kinds and text.lower() in _TRUE + _FALSE:
+        return text.lower() in _TRUE
+    if "null" in kinds and text.lower() in _NULL:
+        return None
+    return value
+
+
+def _rule(sch: dict[str, Any], plural: bool = False) -> str:
+    """A short statement of what a (sub)schema accepts, for error messages."""
+    if "oneOf" in sch or "anyOf" in sch:
+        return " or ".join(_rule(alt, plural) for alt in sch.get("oneOf", []) + sch.get("anyOf", []))
+    kind = sch.get("type", "value")
+    if "enum" in sch:
+        return "one of " + ", ".join(map(str, sch["enum"]))
+    bits = []
+    if "minimum" in sch:
+        bits.append(f">= {sch['minimum']}")
+    if "exclusiveMinimum" in sch:
+        bits.append(f"> {sch['exclusiveMinimum']}")
+    if "maximum" in sch:
+        bits.append(f"<= {sch['maximum']}")
+    if kind == "array":
+        inner = _rule(sch.get("items", {}), plural=True)
+        extra = [w for k, w in (("minItems", "non-empty"), ("uniqueItems", "no repeats")) if sch.get(k)]
+        return f"a list of {inner}" + (f" ({', '.join(extra)})" if extra else "")
+    noun = f"{kind}s" if plural else f"{'an' if kind == 'integer' else 'a'} {kind}"
+    return noun + (f" {' and '.join(bits)}" if bits else "")
+
+
 def validate(config: dict[str, Any]) -> dict[str, Any]:
-    """Return a validated copy of `config` with defaults filled in, or raise ConfigError."""
-    config = copy.deepcopy(config) if config else {}
+    """Return a validated copy of `config` with defaults filled in, or raise ConfigError.
+    Strings where the schema wants numbers or booleans are converted first (`coerce`)."""
+    config = coerce(copy.deepcopy(config), schema()) if config else {}
     errors = sorted(_Validator(schema()).iter_errors(config), key=lambda e: list(e.path))
     if errors:
         lines = []
@@ -50,7 +134,10 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
                     lines.append(f"  {'.'.join([*where, extra])}: unknown key; valid here: "
                                  f"{', '.join(allowed)}")
                 continue
-            lines.append(f"  {'.'.join(where) or '(top level)'}: {err.message}")
+            message = err.message
+            if err.validator in ("oneOf", "anyOf"):  # say the rule, not only "not valid"
+                message = f"{err.instance!r} is not {_rule(err.schema)}"
+            lines.append(f"  {'.'.join(where) or '(top level)'}: {message}")
         raise ConfigError("invalid configuration:\n" + "\n".join(lines))
     return config
 

@@ -12,12 +12,15 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from clrepro.environment import EnvironmentProblem
 
 log = logging.getLogger("clrepro")
 _HELD: list = []  # open lock files of this process (the lock lasts as long as the process)
@@ -66,14 +69,30 @@ def visible_gpus() -> list[str]:
     return [line.strip() for line in out.stdout.splitlines() if line.strip()]
 
 
+class DeviceError(EnvironmentProblem):
+    """The device asked for does not exist here (or is not a device name)."""
+
+
+NO_CUDA = ("device '{}' requested but CUDA is not available (no usable GPU is visible to "
+           "torch): use --device cpu, or auto to take a GPU only when there is one "
+           "(snakemake: --config device=auto)")
+
+
+def check_device_name(preference: str) -> str:
+    if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", preference):
+        raise DeviceError(f"device {preference!r} is not one of auto, cpu, cuda, cuda:N")
+    return preference
+
+
 def choose_device(preference: str, wants_gpu: bool) -> torch.device:
     """cpu | cuda:N as asked; `auto` (and a bare `cuda`) = a free GPU for runs that want one.
     Must run before anything initialises CUDA in this process."""
+    check_device_name(preference)
     if preference == "cpu" or (preference == "auto" and not wants_gpu):
         return torch.device("cpu")
     if preference.startswith("cuda:"):
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device '{preference}' requested but CUDA is not available")
+            raise DeviceError(NO_CUDA.format(preference))
         return torch.device(preference)
     gpus = visible_gpus()
     if len(gpus) > 1:
@@ -82,7 +101,7 @@ def choose_device(preference: str, wants_gpu: bool) -> torch.device:
         log.info("claimed GPU %s (slot %d of %d)", gpus[slot], slot, len(gpus))
     if not torch.cuda.is_available():
         if preference == "cuda":
-            raise RuntimeError("device 'cuda' requested but CUDA is not available")
+            raise DeviceError(NO_CUDA.format(preference))
         log.info("this run would use a GPU but none is visible: training on the CPU")
         return torch.device("cpu")
     return torch.device("cuda:0")

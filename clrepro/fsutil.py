@@ -30,6 +30,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except Exception as exc:
+        from clrepro.environment import full_disk_error
+
+        full = None if isinstance(exc, OSError) else full_disk_error(path.parent, exc)
+        if full is not None:  # say "disk full", not torch's "file write failed"
+            raise full from exc
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

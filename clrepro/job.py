@@ -19,6 +19,7 @@ from clrepro.data.imagefolder import materialize_folder
 from clrepro.data.tracks import materialize_track
 from clrepro.devices import choose_device
 from clrepro.fsutil import atomic_path, stable_hash
+from clrepro.locks import run_lock
 from clrepro.plan import protocol_hash
 from clrepro.methods import get_method
 from clrepro.models.pretrained import weights_loader
@@ -49,13 +50,22 @@ def checkpoint_path(out: Path) -> Path:
     return out.with_name(f".{out.stem}.ckpt.pt")
 
 
-def run_job(desc: dict[str, Any], out: str | Path, prepared: str | Path, device: str = "auto",
+def run_job(desc: dict[str, Any], out: str | Path, *args, **kwargs) -> dict[str, Any]:
+    """`train_job` holding the run's lock (clrepro.locks): a second process that reaches the
+    same record -- another working directory sharing the results -- is refused."""
+    with run_lock(out):
+        return train_job(desc, out, *args, **kwargs)
+
+
+def train_job(desc: dict[str, Any], out: str | Path, prepared: str | Path, device: str = "auto",
             threads: int = 1, artifacts_out: str | Path | None = None,
-            tensors: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+            tensors: dict[str, torch.Tensor] | None = None,
+            rebuild_data: bool = True) -> dict[str, Any]:
     """Train the run `desc` describes and write its record to `out` (and, if asked, the
     tensors the method keeps for figures to `artifacts_out`, written first). `tensors`: the
     prepared benchmark already loaded and verified (clrepro.batch), else read from
-    `prepared`."""
+    `prepared` (rebuilt there when stale, unless `rebuild_data` is false: a file the user
+    handed over is only read)."""
     out = Path(out)
     spec = RunSpec.from_dict(desc["spec"])
     if RunSpec.from_path(out) != spec:
@@ -73,7 +83,7 @@ def run_job(desc: dict[str, Any], out: str | Path, prepared: str | Path, device:
              "" if threads == 1 else "s")
     log.info("hyperparameters: %s", hp)
     if tensors is None:
-        tensors = store.load_or_rebuild(defn, settings, Path(prepared))
+        tensors = store.load_or_rebuild(defn, settings, Path(prepared), rebuild=rebuild_data)
     if defn.kind == "core50":
         bench = materialize_track(tensors, defn, settings)
         log.info("decoded %d training and %d evaluation images of %s", sum(

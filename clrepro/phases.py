@@ -34,11 +34,10 @@ import torch
 
 from clrepro.data.benchmarks import Benchmark, derive_seed
 from clrepro.data.images import ImageFiles
-from clrepro.fsutil import stable_hash
 from clrepro.methods.base import FileStream, Method, TaskStream
 from clrepro.optim import build_schedule
 from clrepro.progress import Progress
-from clrepro.train import Evaluator, _resume, _save, _sync, make_context
+from clrepro.train import Evaluator, _save, _sync, checkpoint_key, make_context, resume
 
 log = logging.getLogger("clrepro")
 
@@ -92,18 +91,20 @@ def train_phases(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any],
                 else contextlib.nullcontext())
     if hp.get("phases.merge"):
         bench = merge_tasks(bench, hp["phases.merge"])
-    torch.manual_seed(derive_seed(seed, "init"))
-    ctx = make_context(bench, device, seed, epochs, bool(hp["model"].get("normalize")))
-    ctx.workers = workers
-    method = method_cls(ctx, hp)
+
+    def build() -> Method:
+        torch.manual_seed(derive_seed(seed, "init"))
+        ctx = make_context(bench, device, seed, epochs, bool(hp["model"].get("normalize")))
+        ctx.workers = workers
+        return method_cls(ctx, hp)
+
     evaluate = Evaluator(bench, device, hp.get("eval_batch_size", 1000), False, workers=workers)
-    hp_hash = stable_hash(hp)
+    hp_hash = checkpoint_key(hp, bench, seed, epochs)
     n_phases = bench.n_tasks
     batch = hp["batch_size"]
     state = {"phase": 0, "epoch": 0, "stage": "begin", "R": [], "train_s": 0.0, "eval_s": 0.0,
              "status": "ok", "resumed": 0, "global": 0}
-    if checkpoint is not None and checkpoint.is_file():
-        state = _resume_phases(checkpoint, hp_hash, method, state)
+    method, state = resume(checkpoint, hp_hash, build, state, restore=_restore_structure)
     eval_before = state["eval_s"]
 
     def save() -> None:
@@ -195,13 +196,7 @@ def train_phases(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any],
     }
 
 
-def _resume_phases(path: Path, hp_hash: str, method: Method, fresh: dict) -> dict:
-    """As the online loop's resume, after rebuilding the network structure of the phase the
-    checkpoint was taken in (heads grow and layers change between phases)."""
-    try:
-        blob = torch.load(path, weights_only=True, map_location=method.device)
-        method.restore_structure(blob["state"]["phase"], blob["state"]["stage"])
-    except Exception as exc:  # a checkpoint is a cache: unreadable means start over
-        log.warning("ignoring unreadable checkpoint %s (%s)", path, exc)
-        return fresh
-    return _resume(path, hp_hash, method, fresh)
+def _restore_structure(method: Method, state: dict) -> None:
+    """Rebuild the network structure of the phase a checkpoint was taken in (heads grow and
+    layers change between phases); called only for a checkpoint of this run's protocol."""
+    method.restore_structure(state["phase"], state["stage"])

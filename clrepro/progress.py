@@ -31,6 +31,8 @@ class Progress:
     def update(self, n: int = 1, note: str = "") -> None:
         self.done += n
         if self.bar is not None:
+            if self.done > self.total:  # the total was an estimate (the phase trainer's)
+                self.total = self.bar.total = self.done
             self.bar.update(n)
             if note:
                 self.bar.set_postfix_str(note, refresh=False)
@@ -39,6 +41,10 @@ class Progress:
         if now - self.last >= self.every_s:
             self.last = now
             rate = self.done / max(now - self.start, 1e-9)
+            if self.done > self.total:  # past an estimated total: no made-up percentage or eta
+                log.info("%s: %d batches (more than the %d estimated), %.0f batch/s %s",
+                         self.desc, self.done, self.total, rate, note)
+                return
             eta = (self.total - self.done) / max(rate, 1e-9)
             log.info("%s: %d/%d batches (%.0f%%), %.0f batch/s, eta %.0fs %s", self.desc,
                      self.done, self.total, 100 * self.done / max(self.total, 1), rate, eta, note)

@@ -5,7 +5,11 @@ baseline b), every `eval_every` mini-batches (the learning curves of GEM Fig. 1 
 after the last example of each task (row i of R). Training time excludes evaluation.
 The loop checkpoints at task boundaries and every `checkpoint_every` batches; a rerun
 resumes from the checkpoint and, because every random stream is derived from the run seed
-and saved with the checkpoint, ends with the same metrics as an uninterrupted run.
+and saved with the checkpoint, ends with the same metrics as an uninterrupted run. A
+checkpoint is keyed on the run's whole protocol (hyperparameters, benchmark definition,
+seed, epochs): one made under another protocol, or one that does not load into this run's
+model, is moved aside (renamed, and the log names both files) before the model is touched,
+and the run starts from a freshly built model.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from clrepro.methods.base import Context, Method, TaskStream
 from clrepro.progress import Progress
 
 log = logging.getLogger("clrepro")
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: keyed on the whole protocol (checkpoint_key)
 
 # What this trainer reads from a run's hyperparameters (checked at plan time, see
 # clrepro.methods.catalog); methods declare their own keys.
@@ -157,9 +161,11 @@ def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], se
     """
     if hp.get("tasks_limit"):
         bench = bench.first_tasks(hp["tasks_limit"])
-    torch.manual_seed(derive_seed(seed, "init"))  # model initialisation
-    ctx = make_context(bench, device, seed, epochs, bool(hp["model"].get("normalize")), weights)
-    method = method_cls(ctx, hp)
+
+    def build() -> Method:
+        torch.manual_seed(derive_seed(seed, "init"))  # model initialisation
+        ctx = make_context(bench, device, seed, epochs, bool(hp["model"].get("normalize")), weights)
+        return method_cls(ctx, hp)
     phases = build_phases(bench, method_cls.stream, epochs, seed)
     batch_size, eval_every = hp["batch_size"], hp["eval_every"]
     checkpoint_every = hp.get("checkpoint_every", 0)
@@ -178,12 +184,11 @@ def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], se
             return TaskStream(all_x, all_y)
         lo, hi = int(starts[phase.task]), int(starts[phase.task + 1])
         return TaskStream(all_x[lo:hi], all_y[lo:hi])
-    hp_hash = stable_hash(hp)
+    hp_hash = checkpoint_key(hp, bench, seed, epochs)
 
     state = {"phase": 0, "batch": 0, "global": 0, "R": [], "curve": [], "b": None,
              "train_s": 0.0, "eval_s": 0.0, "status": "ok", "resumed": 0, "best": -1.0}
-    if checkpoint is not None and checkpoint.is_file():
-        state = _resume(checkpoint, hp_hash, method, state)
+    method, state = resume(checkpoint, hp_hash, build, state)
     t_run = time.perf_counter()
     eval_before = state["eval_s"]  # evaluation time of the runs before a resume
 
@@ -347,27 +352,65 @@ def _rows_for_phase(phase: Phase, accs: list[float], n_tasks: int,
     return [accs] * n_tasks
 
 
-def _save(path: Path, hp_hash: str, method: Method, state: dict) -> None:
-    blob = {"version": CHECKPOINT_VERSION, "hp_hash": hp_hash, "state": state,
+def checkpoint_key(hp: dict[str, Any], bench: Benchmark, seed: int, epochs: int) -> str:
+    """What a checkpoint must have been made under to be resumed: the run's hyperparameters
+    (as resolved), its benchmark's definition and task count, seed and epochs."""
+    return stable_hash({"hp": hp, "benchmark": bench.defn.to_dict(), "n_tasks": bench.n_tasks,
+                        "seed": seed, "epochs": epochs})
+
+
+def _save(path: Path, key: str, method: Method, state: dict) -> None:
+    blob = {"version": CHECKPOINT_VERSION, "protocol": key, "state": state,
             "method": method.state_dict(), "generator": method.ctx.generator.get_state(),
             "torch_rng": torch.get_rng_state()}
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
 
 
-def _resume(path: Path, hp_hash: str, method: Method, fresh: dict) -> dict:
+def move_aside(path: Path, why: str) -> Path:
+    """Rename a checkpoint that cannot be resumed (kept for inspection, never read again);
+    the log names it and its new name."""
+    aside = path.with_name(f"{path.name}.unused-{time.strftime('%Y%m%d-%H%M%S')}")
+    n = 1
+    while aside.exists():
+        aside = aside.with_name(f"{path.name}.unused-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+        n += 1
+    path.rename(aside)
+    log.warning("checkpoint %s %s: moved aside to %s; this run starts from scratch", path,
+                why, aside.name)
+    return aside
+
+
+def resume(path: Path | None, key: str, build, fresh: dict,
+           restore=None) -> tuple[Method, dict]:
+    """The method `build()` makes and the loop state: the checkpoint's if `path` holds one made
+    under protocol `key` that loads into the model, else `fresh`. The key is checked before
+    anything touches the model; `restore(method, state)` (the phase trainer's structure
+    rebuild) runs only then, and if it or the load fails the model is built again."""
+    method = build()
+    if path is None or not path.is_file():
+        return method, fresh
     try:
         blob = torch.load(path, weights_only=True, map_location=method.device)
     except Exception as exc:  # a checkpoint is a cache: unreadable means start over
-        log.warning("ignoring unreadable checkpoint %s (%s)", path, exc)
-        return fresh
-    if blob.get("version") != CHECKPOINT_VERSION or blob.get("hp_hash") != hp_hash:
-        log.warning("ignoring checkpoint %s from a different protocol", path)
-        return fresh
-    method.load_state_dict(blob["method"])
-    method.ctx.generator.set_state(blob["generator"].cpu())
-    torch.set_rng_state(blob["torch_rng"].cpu())
+        move_aside(path, f"is unreadable ({type(exc).__name__}: {exc})")
+        return method, fresh
+    if not isinstance(blob, dict) or blob.get("version") != CHECKPOINT_VERSION \
+            or blob.get("protocol") != key:
+        move_aside(path, "was made under a different protocol (hyperparameters, benchmark, "
+                         "seed or epochs) or checkpoint version")
+        return method, fresh
+    try:
+        if restore is not None:
+            restore(method, blob["state"])
+        method.load_state_dict(blob["method"])
+        method.ctx.generator.set_state(blob["generator"].cpu())
+        torch.set_rng_state(blob["torch_rng"].cpu())
+    except Exception as exc:
+        move_aside(path, f"does not load into this run's model ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''})")
+        return build(), fresh
     state = blob["state"]
     state["resumed"] = state.get("resumed", 0) + 1
     log.info("resumed from %s at batch %d", path, state["global"])
-    return state
+    return method, state

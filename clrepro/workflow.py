@@ -30,8 +30,18 @@ def _logged(snakemake: Any, body: Callable[[], None]) -> None:
         else:
             return
     # the cause on the console, the traceback in the log; no second traceback on the console
-    print(f"clrepro: {type(failure).__name__}: {failure}\n(full log: {log_path})", file=sys.__stderr__)
+    print(f"clrepro: {_one_line(failure)}\n(full log: {log_path})", file=sys.__stderr__)
     raise SystemExit(1)
+
+
+def _one_line(exc: BaseException) -> str:
+    from clrepro.environment import EnvironmentProblem, explain
+
+    if isinstance(exc, OSError) and exc.errno is not None:  # not e.g. MissingDataError
+        return f"{type(exc).__name__}: {explain(exc)}"
+    if isinstance(exc, EnvironmentProblem):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _config(snakemake: Any) -> dict[str, Any]:
@@ -64,7 +74,7 @@ def train(snakemake: Any) -> None:
         run_job(desc, snakemake.output[0], snakemake.input.pt, device=config["device"],
                 threads=snakemake.threads, artifacts_out=getattr(snakemake.output, "artifacts", None))
 
-    _logged(snakemake, body)
+    _locked(snakemake, body)
 
 
 def train_batch(snakemake: Any) -> None:
@@ -82,7 +92,21 @@ def train_batch(snakemake: Any) -> None:
                                f"say why): " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
         write_json(snakemake.output[0], outcome)
 
-    _logged(snakemake, body)
+    _locked(snakemake, body)
+
+
+def _locked(snakemake: Any, body: Callable[[], None]) -> None:
+    """_logged while holding the lock of the job's first output (clrepro.locks), taken before
+    its log is opened: a second working directory sharing the results is refused, and leaves
+    the first one's log alone."""
+    from clrepro.locks import RunLockedError, run_lock
+
+    try:
+        with run_lock(snakemake.output[0]):
+            _logged(snakemake, body)
+    except RunLockedError as exc:
+        print(f"clrepro: {exc}", file=sys.__stderr__)
+        raise SystemExit(1) from None
 
 
 def render(snakemake: Any) -> None:

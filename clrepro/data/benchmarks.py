@@ -209,7 +209,12 @@ def prepare(defn: BenchmarkDef, raw: RawData) -> dict[str, torch.Tensor]:
         if defn.train_draw == "data":
             pool = pool[_draw(len(pool), defn.train_per_task, gen)]
         test = torch.nonzero(torch.isin(raw.test_y, classes)).flatten()
-        if defn.test_draw == "data":
+        if defn.test_draw == "data" and defn.test_per_class is not None and defn.class_order != "run":
+            # a task of several classes (a fixed split): the cap applies to each of them
+            parts = [test[raw.test_y[test] == c] for c in classes]
+            test = torch.cat([part[_draw(len(part), defn.test_per_class, gen)] for part in parts])
+            test = test.sort().values
+        elif defn.test_draw == "data":
             cap = defn.test_per_class if defn.class_order == "run" else defn.test_per_task
             test = test[_draw(len(test), cap, gen).sort().values]
         out[f"classes/{t}"] = classes

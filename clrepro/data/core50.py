@@ -457,8 +457,15 @@ def load_core50(settings: DataSettings, track: str, run: int = 0,
 def _read_rgb(path: Path) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as im:
-        return np.array(im.convert("RGB"), dtype=np.uint8)  # a writable copy
+    try:
+        with Image.open(path) as im:
+            return np.array(im.convert("RGB"), dtype=np.uint8)  # a writable copy
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # damaged data: name the file and the fix, not only PIL's words
+        from clrepro.data.imagecheck import decode_failure
+
+        raise decode_failure(path, exc) from None
 
 
 def decode_images(paths: Sequence[str | os.PathLike],

@@ -72,8 +72,9 @@ class BenchmarkDef:
         if self.class_order == "run" and (self.kind != "split" or self.test_per_task is not None):
             raise ValueError(f"{self.name}: class_order 'run' needs a split benchmark; cap its "
                              f"test images with test_per_class, not test_per_task")
-        if self.test_per_class is not None and self.class_order != "run":
-            raise ValueError(f"{self.name}: test_per_class needs class_order 'run'")
+        if self.test_per_class is not None and (self.kind != "split" or self.test_draw != "data"):
+            raise ValueError(f"{self.name}: test_per_class needs a split benchmark whose test "
+                             f"images the data seed draws (test_draw 'data')")
         if self.resize not in RESIZES:
             raise ValueError(f"{self.name}: resize must be one of {RESIZES}")
         if (self.kind == "core50") != (self.track is not None):

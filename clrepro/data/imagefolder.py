@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from clrepro.data import imagecheck
 from clrepro.data.benchmarks import Benchmark, TaskData, task_bounds
 from clrepro.data.definitions import BenchmarkDef, DataSettings
 from clrepro.data.imagenet_classes import CLASS_LISTS, CLASS_LISTS_SHA256, list_sha256
@@ -155,6 +156,7 @@ def prepare_folder(defn: BenchmarkDef, settings: DataSettings) -> tuple[dict[str
                 labels += [position] * len(members)
             out[f"{part}_files/{t}"] = paths
             out[f"{part}_y/{t}"] = torch.tensor(labels, dtype=torch.long)
+    imagecheck.check(root, folder_images(out))
     digest = lists_digest(out)
     out["lists_sha256"] = digest
     source = {"name": defn.source, "origin": str(root), "files_md5": {},
@@ -163,6 +165,12 @@ def prepare_folder(defn: BenchmarkDef, settings: DataSettings) -> tuple[dict[str
               "test": sum(len(v) for k, v in out.items() if k.startswith("test_files/")),
               "n_classes": len(order)}
     return out, source
+
+
+def folder_images(prepared: dict[str, Any]) -> list[str]:
+    """Every image a prepared folder benchmark lists (relative to its root)."""
+    return [p for k, v in sorted(prepared.items()) if k.startswith(("train_files/", "test_files/"))
+            for p in v]
 
 
 def materialize_folder(prepared: dict[str, Any], defn: BenchmarkDef,

@@ -140,6 +140,10 @@ def read_rgb(path: Path) -> torch.Tensor:
             f"{path} is listed in the prepared benchmark but missing: restore it, or delete "
             f"the benchmark's results/data files so that the data rule lists the folder again"
         ) from None
+    except Exception as exc:  # damaged data: name the file and the fix, not only PIL's words
+        from clrepro.data.imagecheck import decode_failure
+
+        raise decode_failure(path, exc) from None
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 

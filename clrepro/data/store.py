@@ -85,6 +85,9 @@ def load(defn: BenchmarkDef, tensor_path: Path) -> dict[str, torch.Tensor]:
     except json.JSONDecodeError as exc:
         raise StaleCacheError(f"{mpath} is not valid JSON ({exc})") from exc
     if manifest.get("definition_hash") != definition_hash(defn):
+        held = manifest.get("benchmark")
+        if held != defn.name:
+            raise StaleCacheError(f"{tensor_path} holds benchmark {held}, not {defn.name}")
         raise StaleCacheError(f"{tensor_path} was built from another definition of {defn.name}")
     digest = sha256_file(tensor_path)
     if digest != manifest.get("sha256"):
@@ -93,10 +96,36 @@ def load(defn: BenchmarkDef, tensor_path: Path) -> dict[str, torch.Tensor]:
     return torch.load(tensor_path, weights_only=True)
 
 
-def load_or_rebuild(defn: BenchmarkDef, settings: DataSettings, tensor_path: Path):
+def damaged_images(defn: BenchmarkDef, settings: DataSettings, tensors: dict[str, Any],
+                   decode: bool = False) -> tuple[int, list[tuple[str, str]]]:
+    """(images checked, (path, why) of the damaged ones) of a file-backed benchmark;
+    `decode`: decode every image, not only its header (and a PNG's CRCs)."""
+    from clrepro.data.imagecheck import find_bad
+    from clrepro.data.imagefolder import folder_images, resolve_root
+    from clrepro.data.tracks import track_images
+
+    if defn.kind == "core50":
+        root, paths = track_images(defn, settings)
+    elif defn.file_backed:
+        root, paths = resolve_root(defn.source, settings), folder_images(tensors)
+    else:
+        return 0, []
+    paths = list(dict.fromkeys(paths))
+    return len(paths), find_bad(root, paths, decode)
+
+
+def load_or_rebuild(defn: BenchmarkDef, settings: DataSettings, tensor_path: Path,
+                    rebuild: bool = True):
+    """The verified tensors, rebuilt first if stale -- unless `rebuild` is false (a file the
+    user handed over, e.g. `clrepro run --data`: it is never written), then StaleCacheError."""
     try:
         return load(defn, tensor_path)
     except StaleCacheError as exc:
+        if not rebuild:
+            raise StaleCacheError(
+                f"{exc}; it was given as input, so it is left as it is: give the file "
+                f"`clrepro data {defn.name}` builds (or leave out --data to use the plan's "
+                f"own cache)") from exc
         log.warning("%s; rebuilding it from the raw data", exc)
         build(defn, settings, tensor_path)
         return load(defn, tensor_path)

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from clrepro.data import imagecheck
 from clrepro.data.benchmarks import Benchmark, TaskData
 from clrepro.data.core50 import Track, decode_images, load_core50
 from clrepro.data.definitions import BenchmarkDef, DataSettings
@@ -36,6 +37,7 @@ def prepare_track(defn: BenchmarkDef, settings: DataSettings) -> tuple[dict[str,
     """(labels per batch and of the evaluation set, the track's manifest) -- what the data
     rule caches. Raises naming the missing lists or the first missing images."""
     track = _load(defn, settings, check_images=True)
+    imagecheck.check(track.root, listed_images(track))
     out: dict[str, torch.Tensor] = {"n_classes": torch.tensor(max(track.classes) + 1),
                                     "lists_sha256": _digest_tensor(lists_digest(track))}
     for t, batch in enumerate(track.batches):
@@ -44,6 +46,17 @@ def prepare_track(defn: BenchmarkDef, settings: DataSettings) -> tuple[dict[str,
     if track.eval.tasks is not None:
         out["eval_task"] = torch.tensor(track.eval.tasks)
     return out, {**track.manifest(), "root": str(track.root)}
+
+
+def listed_images(track: Track) -> list[str]:
+    """Every image the track's lists name (relative to its root)."""
+    return [p for b in track.batches for p in b.paths] + list(track.eval.paths)
+
+
+def track_images(defn: BenchmarkDef, settings: DataSettings):
+    """(root, listed images) of a CORe50 track as the lists read now."""
+    track = _load(defn, settings, check_images=False)
+    return track.root, listed_images(track)
 
 
 def _digest_tensor(hexdigest: str) -> torch.Tensor:
