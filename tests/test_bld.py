@@ -67,8 +67,8 @@ def test_per_layer_balancing_gives_lambda_times_the_warm_up_norm():
     torch.manual_seed(0)
     g_warm = [torch.randn(4, 3), torch.zeros(5), torch.randn(2)]
     g_dist = [torch.randn(4, 3), torch.randn(5), torch.zeros(2)]
-    groups = [[0], [1], [2]]
-    out = balance(g_dist, group_norms(g_warm, groups), groups, lam=2.0)
+    groups = [[(0, None)], [(1, None)], [(2, None)]]
+    out = balance([g.clone() for g in g_dist], group_norms(g_warm, groups), groups, lam=2.0)
     assert out[0].norm().item() == pytest.approx(2.0 * g_warm[0].norm().item(), rel=1e-6)
     assert torch.allclose(out[0] / out[0].norm(), g_dist[0] / g_dist[0].norm())  # direction kept
     assert torch.count_nonzero(out[1]) == 0  # warm-up norm 0: no distillation gradient
@@ -78,8 +78,8 @@ def test_per_layer_balancing_gives_lambda_times_the_warm_up_norm():
 def test_norm_granularity_groups():
     model = build_model({"name": "resnet18", "nf": 2}, (3, 8, 8), 4)
     n = len(list(model.parameters()))
-    assert layer_groups(model, "tensor") == [[i] for i in range(n)]
-    assert layer_groups(model, "global") == [list(range(n))]
+    assert layer_groups(model, "tensor") == [[(i, None)] for i in range(n)]
+    assert layer_groups(model, "global") == [[(i, None) for i in range(n)]]
     modules = layer_groups(model, "module")
     assert sum(len(g) for g in modules) == n and any(len(g) == 2 for g in modules)  # BN w + b
 
@@ -201,3 +201,42 @@ def test_bad_bld_option_and_missing_svhn_are_named(tmp_path):
     with pytest.raises(MissingDataError, match="train_32x32.mat, test_32x32.mat") as err:
         svhn(DataSettings(dir=tmp_path, download=False))
     assert str(tmp_path / "svhn") in str(err.value)
+
+
+# -- issue 19: the paper's scale ---------------------------------------------------------
+
+def tiny_resnet_hp(**kw):
+    return hp(model={"name": "resnet18", "nf": 2}, augment={"views": 2, "crop_pad": 1}, **kw)
+
+
+def test_old_heads_are_bit_identical_after_a_batch_of_a_later_task():
+    """Spec §4.4 (amended): each task's rows of the shared output layer are their own
+    balancing group, so an old head (warm-up norm 0) is never changed by distillation."""
+    for name in ("bld", "bld_no_balancing", "bld_alternated"):
+        if name == "bld_no_balancing":
+            continue  # No-balancing scales G_j by lambda alone: old heads move by design
+        bld = METHODS[name](context(n_tasks=2), tiny_resnet_hp())
+        bld.begin_task(0)
+        x, y = batch(0)
+        bld.observe(x, y, torch.zeros_like(y))
+        bld.begin_task(1)
+        head = bld.model.head
+        rows = bld.heads[0]
+        w0, b0 = head.weight[rows].clone(), head.bias[rows].clone()
+        new_w = head.weight[bld.heads[1]].clone()
+        x, y = batch(1)
+        bld.step = 1
+        bld.observe(x, y, torch.ones_like(y))
+        assert torch.equal(head.weight[rows], w0) and torch.equal(head.bias[rows], b0), name
+        assert not torch.equal(head.weight[bld.heads[1]], new_w)  # the new head learned
+
+
+def test_head_groups_split_the_output_layer_by_task():
+    bld = METHODS["bld"](context(n_tasks=3), tiny_resnet_hp())
+    names = [n for n, _ in bld.model.named_parameters()]
+    head_groups = [g for g in bld.groups if any(rows is not None for _, rows in g)]
+    assert len(head_groups) == 6  # 3 tasks x (weight, bias) at tensor granularity
+    w = names.index("head.weight")
+    assert [rows.tolist() for i, rows in (g[0] for g in head_groups) if i == w] == [[0, 1], [2, 3], [4, 5]]
+    module = METHODS["bld"](context(n_tasks=3), tiny_resnet_hp(**{"bld.norm_granularity": "module"}))
+    assert sum(any(rows is not None for _, rows in g) for g in module.groups) == 3  # w + b per task

@@ -26,37 +26,71 @@ from clrepro.methods.views import ViewMethod
 GRANULARITIES = ("tensor", "module", "global")
 
 
-def layer_groups(model: torch.nn.Module, granularity: str) -> list[list[int]]:
-    """Indices (into model.parameters()) of the parameters that share one norm: each tensor,
-    each module's parameters together, or all of them (`bld.norm_granularity`, D8)."""
-    names = [n for n, _ in model.named_parameters()]
-    if granularity == "tensor":
-        return [[i] for i in range(len(names))]
-    if granularity == "global":
-        return [list(range(len(names)))]
-    if granularity != "module":
+# A balancing group: (index into model.parameters(), rows of that tensor or None = all of it)
+Group = list[tuple[int, "torch.Tensor | None"]]
+
+
+def output_layer(model: torch.nn.Module, n_outputs: int) -> torch.nn.Linear | None:
+    """The linear layer whose outputs are the logits (the last one with n_outputs outputs):
+    every task's head is a slice of its rows."""
+    found = None
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear) and module.out_features == n_outputs:
+            found = module
+    return found
+
+
+def layer_groups(model: torch.nn.Module, granularity: str,
+                 heads: list[torch.Tensor] | None = None) -> list[Group]:
+    """The parameters that share one norm: each tensor, each module's parameters together, or
+    all of them (`bld.norm_granularity`, D8). With `heads` (each task's classes), the output
+    layer is split by task: task t's rows of its weight and bias form their own layer(s)
+    (spec §4.4, amended), so an old head -- warm-up norm 0 -- gets no distillation."""
+    named = list(model.named_parameters())
+    if granularity not in GRANULARITIES:
         raise ValueError(f"bld.norm_granularity must be one of {GRANULARITIES}")
-    groups: dict[str, list[int]] = {}
-    for i, n in enumerate(names):
-        groups.setdefault(n.rpartition(".")[0], []).append(i)
-    return list(groups.values())
+    if granularity == "global":
+        return [[(i, None) for i in range(len(named))]]
+    index = {id(p): i for i, (_, p) in enumerate(named)}
+    layer = output_layer(model, int(sum(len(h) for h in heads))) if heads else None
+    split = [index[id(p)] for p in layer.parameters()] if layer is not None else []
+    groups: dict[str, Group] = {}
+    for i, (n, _) in enumerate(named):
+        if i in split:
+            continue
+        key = n if granularity == "tensor" else n.rpartition(".")[0]
+        groups.setdefault(key, []).append((i, None))
+    out = list(groups.values())
+    for rows in heads if split else []:
+        if granularity == "tensor":
+            out += [[(i, rows)] for i in split]
+        else:
+            out.append([(i, rows) for i in split])
+    return out
 
 
-def group_norms(grads: list[torch.Tensor], groups: list[list[int]]) -> list[torch.Tensor]:
-    return [torch.sqrt(sum(grads[i].pow(2).sum() for i in g)) for g in groups]
+def group_norms(grads: list[torch.Tensor], groups: list[Group]) -> list[torch.Tensor]:
+    return [torch.sqrt(sum((grads[i] if rows is None else grads[i][rows]).pow(2).sum()
+                           for i, rows in g)) for g in groups]
 
 
-def balance(g_dist: list[torch.Tensor], warm_norms: list[torch.Tensor], groups: list[list[int]],
+def balance(g_dist: list[torch.Tensor], warm_norms: list[torch.Tensor], groups: list[Group],
             lam: float) -> list[torch.Tensor]:
     """G_j^(l) <- lam ||G_w^(l)|| / ||G_j^(l)|| G_j^(l) per group (Alg. 2); 0 where either
-    norm is 0."""
-    out = list(g_dist)
+    norm is 0. Scales g_dist in place and returns it."""
+    row_scales: dict[int, torch.Tensor] = {}
     for group, warm, dist in zip(groups, warm_norms, group_norms(g_dist, groups)):
         scale = torch.where((warm > 0) & (dist > 0), lam * warm / dist.clamp(min=1e-30),
                             torch.zeros_like(dist))
-        for i in group:
-            out[i] = g_dist[i] * scale
-    return out
+        for i, rows in group:
+            if rows is None:
+                g_dist[i].mul_(scale)
+            else:  # rows of the output layer: one scale per row, applied once below
+                row_scales.setdefault(i, torch.zeros(len(g_dist[i]), device=scale.device,
+                                                     dtype=scale.dtype))[rows] = scale
+    for i, scale in row_scales.items():
+        g_dist[i].mul_(scale.view(-1, *[1] * (g_dist[i].dim() - 1)))
+    return g_dist
 
 
 @register
@@ -76,7 +110,7 @@ class BLD(ViewMethod):
 
     def __init__(self, ctx, hp):
         super().__init__(ctx, hp)
-        self.groups = layer_groups(self.model, hp["bld.norm_granularity"])
+        self.groups = layer_groups(self.model, hp["bld.norm_granularity"], self.heads)
 
     def observe(self, x, y, tasks):
         views = self.views(self.step)
