@@ -85,19 +85,37 @@ def test_norm_granularity_groups():
 
 
 def test_bank_holds_batch_x_views_x_old_outputs_floats_spec_numbers():
-    """Spec §4.8: 20 images x 50 views x 8 old outputs x 4 B = 32 kB at the last of 5 tasks."""
+    """Spec §4.8: 20 images x 50 views x 8 old outputs x 4 B = 32 kB at the last of 5 tasks.
+    BLD's joint step also holds G_j next to the cross-entropy gradient (one gradient buffer
+    beyond Finetune's), which the paper does not count: itemised, not hidden."""
     bld = METHODS["bld"](context(), hp(augment={"views": 50}))
     x, y = batch(4)
     for t in range(5):
         bld.begin_task(t)
     bld.observe(x, y, torch.full_like(y, 4))
-    assert bld.memory_bytes() == {"intra_batch": 32_000, "inter_batch": 0, "data_storage": 0}
-    for name in ("bld_alternated", "bld_no_balancing"):
+    grad = 4 * n_parameters(bld.model)
+    assert bld.memory_bytes() == {"intra_batch": 32_000 + grad, "inter_batch": 0, "data_storage": 0,
+                                  "intra_parts": {"bank": 32_000, "distillation_gradient": grad}}
+    for name, extra in (("bld_alternated", 0), ("bld_no_balancing", grad)):
         ablation = METHODS[name](context(), hp(augment={"views": 50}))
         for t in range(5):
             ablation.begin_task(t)
         ablation.observe(x, y, torch.full_like(y, 4))
-        assert ablation.memory_bytes()["intra_batch"] == 32_000
+        assert ablation.memory_bytes()["intra_batch"] == 32_000 + extra, name
+
+
+def test_optimiser_state_is_counted_as_carried_memory():
+    """Adam's two moments per parameter are carried from batch to batch (not MC-OCL); plain
+    SGD carries nothing."""
+    for name in ("mc_finetune", "bld", "batch_l2"):
+        method = METHODS[name](context(), hp(optimizer={"name": "adam"}))
+        method.begin_task(0)
+        method.observe(*batch(0), torch.zeros(20, dtype=torch.long))
+        moments = 2 * 4 * n_parameters(method.model)
+        steps = sum(s["step"].numel() * s["step"].element_size() for s in method.opt.state.values())
+        memory = method.memory_bytes()
+        assert memory["inter_batch"] == moments + steps, name
+        assert memory["intra_parts"]["optimizer_state"] == moments + steps
 
 
 def test_lwf_and_l2_and_finetune_memory_follow_spec_4_8():
@@ -119,6 +137,7 @@ def test_lwf_and_l2_and_finetune_memory_follow_spec_4_8():
     l2.observe(x, y, torch.zeros_like(y))
     params = n_parameters(build_model(full, (3, 32, 32), 10))
     assert l2.memory_bytes()["intra_batch"] == 4 * params
+    assert l2.memory_bytes()["intra_parts"] == {"anchor": 4 * params}
     assert round(4 * params / 1e6, 1) == 44.7
     finetune = METHODS["mc_finetune"](context(), hp())
     finetune.begin_task(0)
@@ -177,17 +196,28 @@ def test_the_full_plan_has_170_runs_on_a_gpu_and_quick_runs_on_the_cpu():
     from clrepro import plan
 
     full = plan.build({"scale": "full", "papers": ["bld2020"]})
-    assert len(full.runs) == 170  # spec §7: 75 + 25 + 25 + 25 + 20
+    tuning = [k for k in full.runs if "+tune" in k]
+    assert len(full.runs) - len(tuning) == 170  # spec §7: 75 + 25 + 25 + 25 + 20
+    assert len(tuning) == 30 and all(".val/batch_l2" in k for k in tuning)  # 5 mu x 6 settings
     assert all(r.resources["gpu"] for r in full.runs.values())
     bld = full.runs["results/runs/split_cifar10_5t@bld2020/bld/m0-e1/s4.json"].hp
     assert (bld["lr"], bld["bld.lr_warmup"], bld["bld.lambda"], bld["augment"]["views"]) == \
         (1e-4, 1e-6, 2.0, 50)
     assert "optimizer" not in bld  # plain gradient descent, as Algorithms 1-2 write it
+    l2 = full.runs["results/runs/split_svhn_5t@bld2020/batch_l2/m0-e1/s0.json"]
+    cells = {dict(s.overrides)["l2.mu"] for s in l2.needs}
+    assert cells == {10.0, 1e2, 1e3, 1e4, 1e5} and {s.benchmark for s in l2.needs} == {
+        "split_svhn_5t@bld2020.val"}
     offline = full.runs["results/runs/split_cifar10_2t@bld2020/lwf/m0-e120-s0.json".replace("-s0", "/s0")]
     assert offline.hp["batch_size"] == 500 and offline.hp["augment"]["views"] == 1
+    assert bld["batch.merge_last"] and "batch.merge_last" not in offline.hp  # single pass only
     quick = plan.build({"papers": ["bld2020"]})
     assert not any(r.resources["gpu"] for r in quick.runs.values())
     assert all(r.hp["model"]["nf"] == 8 for r in quick.runs.values())
+    # MC-OCL in quick mode too: plain SGD, alpha_w = alpha_j / 100 (spec §6 amended)
+    assert not any("optimizer" in r.hp for r in quick.runs.values())
+    assert all(r.hp["bld.lr_warmup"] == pytest.approx(r.hp["lr"] / 100)
+               for r in quick.runs.values() if "bld.lr_warmup" in r.hp)
 
 
 def test_bad_bld_option_and_missing_svhn_are_named(tmp_path):
@@ -240,3 +270,25 @@ def test_head_groups_split_the_output_layer_by_task():
     assert [rows.tolist() for i, rows in (g[0] for g in head_groups) if i == w] == [[0, 1], [2, 3], [4, 5]]
     module = METHODS["bld"](context(n_tasks=3), tiny_resnet_hp(**{"bld.norm_granularity": "module"}))
     assert sum(any(rows is not None for _, rows in g) for g in module.groups) == 3  # w + b per task
+
+
+@pytest.mark.parametrize("merge", [True, False])
+def test_no_training_batch_is_smaller_than_the_batch_size(merge, monkeypatch):
+    """Spec §4.4 (amended): a task's final partial batch is merged into the one before it
+    (each task here has 120 images: batches of 25 give 25, 25, 25, 45), so BatchNorm's running
+    statistics never come from a batch of a few images; `batch.merge_last` false keeps it."""
+    from clrepro.train import train_run
+    from conftest import tiny_benchmark
+
+    bench = tiny_benchmark("split", "task_incremental", n_tasks=2)
+    sizes = []
+    real = METHODS["mc_finetune"].observe
+    monkeypatch.setattr(METHODS["mc_finetune"], "observe",
+                        lambda self, x, y, t: sizes.append((self.task, len(x))) or real(self, x, y, t))
+    params = hp(augment={"views": 1}, batch_size=25, **{"batch.merge_last": merge})
+    train_run(bench, METHODS["mc_finetune"], params, 0, 1, torch.device("cpu"))
+    per_task = [[n for t, n in sizes if t == task] for task in range(2)]
+    if merge:
+        assert per_task == [[25, 25, 25, 45]] * 2
+    else:
+        assert per_task == [[25, 25, 25, 25, 20]] * 2

@@ -9,8 +9,11 @@ Per incoming batch B of task t, with views A_1..A_V regenerated from their seeds
                      G_j^(l) <- lambda ||G_w^(l)|| / ||G_j^(l)|| G_j^(l)   for every layer l
                      G_j <- G_j + 1/V sum_k grad H(phi_t(A_k(B)), y);  theta <- theta - alpha_j G_j
 
-The bank is the only memory kept while the batch is processed and is released after it:
-|B| x V x (old-head outputs) float32 values. A layer whose warm-up or distillation gradient
+The bank is the only memory kept while the batch is processed (spec §4.8) and is released
+after it: |B| x V x (old-head outputs) float32 values. Of G_w only its per-layer norms are kept;
+the joint step holds G_j next to the cross-entropy gradient until it is balanced (one gradient
+buffer more than Finetune, itemised in memory_bytes()["intra_parts"]; the paper does not count
+gradient buffers). A layer whose warm-up or distillation gradient
 norm is 0 gets no distillation gradient (0/0 := 0). On the first task there is no old head,
 so only the cross-entropy steps remain.
 """
@@ -123,9 +126,10 @@ class BLD(ViewMethod):
             return self.new_task_loss(out, y)
 
         (g_warm,) = self.view_gradients(x, [warm_up_loss], views)
-        self.hold_during_batch(*(p for view in bank for p in view))
-        warm_norms = group_norms(g_warm, self.groups)
+        self.hold_during_batch(bank=bank)
+        warm_norms = group_norms(g_warm, self.groups)  # all that is kept of G_w
         self.descend(g_warm, self.hp["bld.lr_warmup"])
+        del g_warm  # the one gradient buffer Finetune holds too
         for _ in range(self.hp["bld.joint_steps"]):
             self.joint(x, y, views, bank, warm_norms)
 
@@ -143,8 +147,12 @@ class BLD(ViewMethod):
         g_dist, g_ce = self.view_gradients(
             x, [lambda out, k: self.distillation_loss(out, bank[k]),
                 lambda out, k: self.new_task_loss(out, y)], views)
-        g_dist = self.weigh(g_dist, warm_norms)
-        self.descend([d + c for d, c in zip(g_dist, g_ce)], self.hp["lr"])
+        # G_j must be balanced before the cross-entropy gradient joins it: a second gradient
+        # buffer beyond Finetune's (both come from the same forward passes)
+        self.hold_during_batch(bank=bank, distillation_gradient=g_dist)
+        for c, d in zip(g_ce, self.weigh(g_dist, warm_norms)):
+            c.add_(d)
+        self.descend(g_ce, self.hp["lr"])
 
     def weigh(self, g_dist, warm_norms):
         return balance(g_dist, warm_norms, self.groups, self.hp["bld.lambda"])
@@ -158,7 +166,7 @@ class BLDNoBalancing(BLD):
     name = "bld_no_balancing"
 
     def weigh(self, g_dist, warm_norms):
-        return [self.hp["bld.lambda"] * g for g in g_dist]
+        return [g.mul_(self.hp["bld.lambda"]) for g in g_dist]
 
 
 @register
