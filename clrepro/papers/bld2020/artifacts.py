@@ -39,12 +39,22 @@ def frame(ctx: Context) -> pd.DataFrame:
             memory = record.get("memory_bytes") or {}
             row.update({k: memory.get(k) for k in ("intra_batch", "inter_batch", "data_storage")})
             row["views"] = record["hp"]["augment"]["views"]
-            row["batch_size"] = record["hp"]["batch_size"]
+            row["batch_size"] = record["hp"].get("batch_size", N.PAPER_BATCH)
+            row["merged"] = record["hp"].get("batch.merge_last", True)
+            parts = memory.get("intra_parts") or {}
+            row["bank"] = parts.get("bank", memory.get("intra_batch"))
             mu = (record.get("tuned") or {}).get("l2.mu", {}).get("value", record["hp"].get("l2.mu"))
             row["mu"] = mu if isinstance(mu, (int, float)) else None
             row["last_task_train"] = record["benchmark"]["tasks"][-1]["n_train"]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def largest_batch(n_train: int, batch_size: int) -> int:
+    """The largest training batch of a task: its final partial batch is merged into the one
+    before it (spec §4.4 amended)."""
+    rest = n_train % batch_size
+    return batch_size + rest if rest and n_train > batch_size else min(n_train, batch_size)
 
 
 def values(df: pd.DataFrame, row: str, dataset: str, tasks: int, column: str = "avg") -> dict[int, float]:
