@@ -338,3 +338,104 @@ def test_first_joint_gradient_in_fp32_matches_float64_per_layer():
     assert len(fp32) > 20 and min(fp32.values()) >= 0.99, min(fp32.items(), key=lambda kv: kv[1])
     tf32 = cosines(_first_joint_gradient(state, torch.float32, x, y, tf32=True))
     assert min(v for n, v in tf32.items() if "conv" in n) < 0.9  # the check can fail
+
+
+def _reference_bld_batch(model, x, y, views, old, new, hp_):
+    """Algorithms 1-2 written out on a copy of `model` (BatchNorm in train mode, passes in the
+    same order): bank at theta, G_w, per-layer norms (each task's head rows their own layer),
+    theta' = theta - alpha_w G_w, then joint steps with balanced distillation. Returns the
+    model after the batch and the bank."""
+    import copy
+
+    ref = copy.deepcopy(model)
+    names = [n for n, _ in ref.named_parameters()]
+    params = list(ref.parameters())
+    tau, lam = hp_["bld.tau"], hp_["bld.lambda"]
+
+    def layers(grads):  # name -> tensor of one balancing layer (head rows split by task)
+        out = {}
+        for n, g in zip(names, grads):
+            if n.startswith("head."):
+                for t, rows in enumerate((*old, new)):
+                    out[f"{n}[{t}]"] = g[rows]
+            else:
+                out[n] = g
+        return out
+
+    def mean_grads(*losses):  # one train-mode forward pass per view serves every loss
+        totals = [[torch.zeros_like(p) for p in params] for _ in losses]
+        for k, v in enumerate(views):
+            out = ref(v)
+            for total, loss_of in zip(totals, losses):
+                grads = torch.autograd.grad(loss_of(out, k), params, allow_unused=True,
+                                            retain_graph=True)
+                for a, g in zip(total, grads):
+                    if g is not None:
+                        a += g / len(views)
+        return totals
+
+    ce = lambda out, k: F.cross_entropy(out[:, new], y - new[0], reduction="sum")  # noqa: E731
+    bank = []
+
+    def warm(out, k):
+        bank.append([F.softmax(out[:, h].detach() / tau, dim=1) for h in old])
+        return ce(out, k)
+    (g_w,) = mean_grads(warm)
+    warm_norms = {n: g.norm() for n, g in layers(g_w).items()}
+    with torch.no_grad():
+        for p, g in zip(params, g_w):
+            p -= hp_["bld.lr_warmup"] * g
+    for _ in range(hp_["bld.joint_steps"]):
+        dist = lambda out, k: sum(-(bank[k][i] * F.log_softmax(out[:, h] / tau, dim=1)).sum()  # noqa: E731
+                                  for i, h in enumerate(old))
+        g_d, g_c = mean_grads(dist, ce)
+        d_layers = layers(g_d)
+        scale = {n: (lam * warm_norms[n] / d_layers[n].norm()
+                     if warm_norms[n] > 0 and d_layers[n].norm() > 0 else 0.0) for n in d_layers}
+        with torch.no_grad():
+            for n, p, d, c in zip(names, params, g_d, g_c):
+                if n.startswith("head."):
+                    for t, rows in enumerate((*old, new)):
+                        d[rows] *= scale[f"{n}[{t}]"]
+                else:
+                    d *= scale[n]
+                p -= hp_["lr"] * (d + c)
+    return ref, bank
+
+
+def test_a_bld_batch_equals_algorithms_1_and_2_written_out():
+    """Warm-up, the bank's contents, two joint steps with per-layer balancing, and BatchNorm's
+    running statistics after `observe`, against an independent float64 computation."""
+    torch.manual_seed(0)
+    params = tiny_resnet_hp(lr=0.05, **{"bld.lr_warmup": 5e-4})
+    bld = METHODS["bld"](context(n_tasks=3), params)
+    bld.model.double()
+    for t in range(2):  # two tasks learned, so that the third has two old heads
+        bld.begin_task(t)
+        x, y = batch(t)
+        bld.step = t
+        bld.observe(x.double(), y, torch.full_like(y, t))
+    bld.begin_task(2)
+    x, y = batch(2)
+    x = x.double()
+    bld.step = 7
+    views = [bld.views.apply(x, v) for v in bld.views(7)]
+    assert not torch.equal(views[0], views[1])
+    expected, expected_bank = _reference_bld_batch(bld.model, x, y, views, bld.heads[:2], bld.heads[2],
+                                                   params)
+    held = []
+    real = bld.hold_during_batch
+    bld.hold_during_batch = lambda *t, **parts: held.append(parts) or real(*t, **parts)
+    before = {n: p.clone() for n, p in bld.model.named_parameters()}
+    bld.observe(x, y, torch.full_like(y, 2))
+    bank = held[0]["bank"]
+    assert len(bank) == 2 and all(len(v) == 2 for v in bank)  # views x old heads
+    for got, want in zip(bank, expected_bank):
+        for g, w in zip(got, want):
+            assert g.shape == (20, 2) and torch.allclose(g, w, atol=1e-12)
+            assert torch.allclose(g.sum(1), torch.ones(20, dtype=g.dtype))
+    for (n, p), q in zip(bld.model.named_parameters(), expected.parameters()):
+        assert torch.allclose(p, q, rtol=1e-9, atol=1e-12), n
+        assert n.startswith("head.") or not torch.equal(p, before[n]), n  # every layer moved
+    for (n, b), c in zip(bld.model.named_buffers(), expected.buffers()):
+        assert torch.allclose(b.double(), c.double(), rtol=1e-12), n  # the same 3 x 2 train-mode passes

@@ -174,8 +174,7 @@ def _quick_note(ctx: Context) -> list[str]:
     optimizer = ctx.options.get("bld.optimizer", "sgd")
     if optimizer == "sgd":
         how = ("plain SGD (no state between batches: MC-OCL) at alpha_j raised to " +
-               ", ".join(f"{lr:g} ({R.DATASET_TITLES[d]} {t}-task stand-in)"
-                         for (d, t), lr in P.QUICK_LR.items()) +
+               ", ".join(f"{lr:g} ({R.DATASET_TITLES[d]} stand-in)" for d, lr in P.QUICK_LR.items()) +
                " for every single-pass method (alpha_w = alpha_j / 100), selected on a validation "
                "split of the training data (bld.tuning): with about 1/50 of the paper's steps per "
                "task, SGD at 1e-4 fits nothing")
@@ -281,7 +280,8 @@ def render_tuning(ctx: Context) -> Rendered:
         best = ok.loc[ok["val_acc"].idxmax(), "value"] if len(ok) else None
         used = (P.learning_rate(dataset, tasks, ctx.scale, ctx.options.get("bld.optimizer", "sgd"))
                 if kind == "lr" else ctx.options.get("l2.mu") or best)
-        shown = {"grid": names[kind], "setting": f"{R.DATASET_TITLES[dataset]} {tasks}-task"}
+        setting = f"{R.DATASET_TITLES[dataset]} " + ("(first task)" if kind == "lr" else f"{tasks}-task")
+        shown = {"grid": names[kind], "setting": setting}
         for v, a in sorted(zip(part["value"], part["val_acc"])):
             shown[f"{v:g}"] = "–" if a is None or a != a else f"{a:.1f}"
         shown["selected"] = "–" if best is None else f"{best:g}"
@@ -296,7 +296,7 @@ def render_tuning(ctx: Context) -> Rendered:
              "first task with the warm-up and two steps per batch (L2 with μ = 0); alpha_w = "
              "alpha_j / 100. 'used' is the value the accuracy tables' runs use."]
     mismatched = [r for r in records if r["grid"] == "lr" and not r["agrees"]]
-    notes += [f"{R.DATASET_TITLES[r['dataset']]} {r['tasks']}-task: the selected lr {r['selected']} "
+    notes += [f"{R.DATASET_TITLES[r['dataset']]}: the selected lr {r['selected']} "
               f"differs from the one used ({r['used']})" for r in mismatched]
     return Rendered(pd.concat([pd.DataFrame(records), grid.assign(kind="grid")], ignore_index=True)
                     if len(grid) else pd.DataFrame(records),

@@ -40,8 +40,7 @@ WARMUP_RATIO = 1e-2  # alpha_w = 1e-2 alpha_j (Algorithm 1), also where alpha_j 
 # alpha_j / 100) is the cell of QUICK_LR_GRID with the best validation accuracy after one
 # online pass over the first task (tuning runs `lr_tuning`, bld.tuning shows the grid and
 # flags a difference from the value used here).
-# (dataset the stand-in replaces, tasks) -> alpha_j
-QUICK_LR = {("mnist", 2): 1e-2, ("mnist", 5): 1e-2, ("cifar10", 2): 1e-2, ("cifar10", 5): 1e-2}
+QUICK_LR = {"mnist": 1e-2, "cifar10": 1e-2}  # dataset the stand-in replaces -> alpha_j
 QUICK_LR_GRID = (1e-4, 1e-3, 3e-3, 1e-2, 3e-2)
 ADAM_QUICK_LR = 1e-3  # bld.optimizer auto (the earlier default): Adam for the stand-ins
 VAL_FRACTION = 0.1  # of each class's training images, held out in the tuning twins (`.val`)
@@ -153,15 +152,16 @@ def learning_rate(dataset: str, tasks: int, scale: str, optimizer: str) -> float
     `auto`, Adam's 1e-3)."""
     if scale == "full":
         return LR
-    return ADAM_QUICK_LR if optimizer in ("auto", "adam") else QUICK_LR[(dataset, tasks)]
+    return ADAM_QUICK_LR if optimizer in ("auto", "adam") else QUICK_LR[dataset]
 
 
-def lr_tuning(dataset: str, tasks: int, scale: str) -> list[RunSpec]:
-    """The quick stand-ins' SGD learning rate: one online pass over the first task of the
-    tuning twin (warm-up + 2 steps per batch, L2 with mu = 0), validation accuracy, seed 0."""
+def lr_tuning(dataset: str, scale: str) -> list[RunSpec]:
+    """The quick stand-ins' SGD learning rate, one per stand-in: one online pass over the
+    first task (5 classes) of the 2-task tuning twin (warm-up + 2 steps per batch, L2 with
+    mu = 0), validation accuracy, seed 0."""
     if scale == "full":
         return []
-    return [RunSpec(bench_name(dataset, tasks, scale, val=True), "batch_l2", 0, 0, 1,
+    return [RunSpec(bench_name(dataset, 2, scale, val=True), "batch_l2", 0, 0, 1,
                     (("l2.mu", 0.0), ("lr", lr), ("tune", True))) for lr in QUICK_LR_GRID]
 
 

@@ -78,4 +78,6 @@ def settings(scale: str) -> list[tuple[str, int]]:
 def tuning(scale: str, chosen: list[int] | None = None, options: dict | None = None) -> list[RunSpec]:
     """The tuning grids on the training data's validation twins: the stand-ins' SGD learning
     rate (quick and smoke only) and L2's mu, per dataset and task count."""
-    return [s for d, t in settings(scale) for s in lr_tuning(d, t, scale) + mu_tuning(d, t, scale)]
+    stand_ins = sorted({d for d, _ in settings(scale)})
+    return ([s for d in stand_ins for s in lr_tuning(d, scale)]
+            + [s for d, t in settings(scale) for s in mu_tuning(d, t, scale)])
