@@ -40,7 +40,7 @@ WARMUP_RATIO = 1e-2  # alpha_w = 1e-2 alpha_j (Algorithm 1), also where alpha_j 
 # alpha_j / 100) is the cell of QUICK_LR_GRID with the best validation accuracy after one
 # online pass over the first task (tuning runs `lr_tuning`, bld.tuning shows the grid and
 # flags a difference from the value used here).
-QUICK_LR = {"mnist": 1e-2, "cifar10": 1e-2}  # dataset the stand-in replaces -> alpha_j
+QUICK_LR = {"mnist": 1e-3, "cifar10": 3e-2}  # dataset the stand-in replaces -> alpha_j
 QUICK_LR_GRID = (1e-4, 1e-3, 3e-3, 1e-2, 3e-2)
 ADAM_QUICK_LR = 1e-3  # bld.optimizer auto (the earlier default): Adam for the stand-ins
 VAL_FRACTION = 0.1  # of each class's training images, held out in the tuning twins (`.val`)
