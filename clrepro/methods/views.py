@@ -28,7 +28,8 @@ class ViewMethod(Method):
 
     hyperparameters = {
         "augment": "view transformations (clrepro.augment.Augmentation)",
-        "bld.batch_reduction": "sum | mean over the batch (D10)",
+        "bld.batch_reduction": "sum | mean over the batch (D10), for every loss of every "
+                               "ViewMethod (Finetune, L2, BLD, LwF alike)",
         "bld.batch_views": "stack the views into one pass (D9; BatchNorm statistics differ)",
     }
 
