@@ -153,3 +153,33 @@ def test_a_bank_of_the_wrong_size_fails_c8_with_merged_last_batches(tmp_path):
         return build
     assert check(tmp_path / "a", "bld2020", "C8", measured(30)).status == HOLDS
     assert check(tmp_path / "b", "bld2020", "C8", measured(20)).status == FAILS
+
+
+def test_the_tuning_table_selects_on_validation_and_the_l2_rows_show_mu(tmp_path):
+    """bld.tuning: the best validation cell per grid and setting (L2's mu; the stand-ins' lr,
+    flagged where it differs from the one used); the accuracy tables name L2's mu."""
+    from claim_worlds import context as world_context
+    from clrepro.papers.bld2020 import artifacts as A
+    from clrepro.papers.bld2020 import protocol as P
+
+    def build(spec):
+        o = dict(spec.overrides)
+        dataset = parse(spec.benchmark)[0]
+        if o.get("tune"):
+            best = P.QUICK_LR[dataset] if "lr" in o else 1e3
+            value = o["lr"] if "lr" in o else o["l2.mu"]
+            acc = 0.9 - 0.1 * abs(__import__("math").log10(value / best))
+            return {"R": [[acc] * parse(spec.benchmark)[1]]}
+        m = world()(spec)
+        m["hp"]["l2.mu"] = 1e3 if row_of(spec) == "batch_l2" else None
+        return m
+
+    ctx = world_context(tmp_path, "bld2020", "bld.tuning", build)
+    rendered = A.render_tuning(ctx)
+    shown = rendered.display
+    assert set(shown["grid"]) == {"stand-in SGD lr α_j (first task)", "L2 μ (whole stream)"}
+    assert (shown[shown["grid"].str.startswith("L2")]["selected"] == "1000").all()
+    assert len(shown[shown["grid"].str.startswith("L2")]) == 4  # 2 stand-ins x 2 task counts
+    assert not any("differs" in n for n in rendered.notes)
+    table = A.render_table1(world_context(tmp_path / "t1", "bld2020", "bld.table1", build))
+    assert "L2 (μ = MNIST 1000, CIFAR-10 1000)" in list(table.display["method"])
