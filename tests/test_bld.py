@@ -164,13 +164,22 @@ def test_l2_penalty_gradient_by_hand():
 
 
 def test_first_task_has_no_distillation_and_sum_vs_mean_reduction():
-    bld = METHODS["bld"](context(), hp())
-    bld.begin_task(0)
+    """Task 0 (no old head): BLD is its warm-up step and two cross-entropy steps, i.e. exactly
+    L2 with mu = 0; with BatchNorm, through `observe`, parameters and running statistics."""
     x, y = batch(0)
-    before = [p.clone() for p in bld.params]
-    bld.observe(x, y, torch.zeros_like(y))
+    models = []
+    for name, extra in (("bld", {}), ("batch_l2", {"l2.mu": 0.0})):
+        torch.manual_seed(0)
+        method = METHODS[name](context(), tiny_resnet_hp(**extra))
+        method.begin_task(0)
+        before = [p.clone() for p in method.params]
+        method.observe(x, y, torch.zeros_like(y))
+        assert all(not torch.equal(a, b) for a, b in zip(before, method.params[:-2]))  # backbone
+        models.append(method)
+    bld, l2 = models
     assert bld.memory_bytes()["intra_batch"] == 0  # no old head, no bank
-    assert any(not torch.equal(a, b) for a, b in zip(before, bld.params))
+    for a, b in zip(bld.model.state_dict().values(), l2.model.state_dict().values()):
+        assert torch.equal(a, b)
     out = torch.randn(20, 10)
     s = METHODS["mc_finetune"](context(), hp()).new_task_loss(out, y)
     m = METHODS["mc_finetune"](context(), hp(**{"bld.batch_reduction": "mean"})).new_task_loss(out, y)
