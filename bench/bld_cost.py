@@ -28,7 +28,7 @@ def hp(views: int, width: int, stacked: bool) -> dict:
             "eval_every": 10**9, "augment": {"views": views, **P.AUGMENT["mnist"]},
             "bld.batch_reduction": "sum", "bld.batch_views": stacked, "bld.lambda": P.LAMBDA,
             "bld.tau": P.TAU, "bld.lr_warmup": P.LR_WARMUP, "bld.joint_steps": P.JOINT_STEPS,
-            "bld.norm_granularity": "tensor", "finetune.steps": 2, "l2.mu": P.L2_MU}
+            "bld.norm_granularity": "tensor", "finetune.steps": 2, "l2.mu": P.L2_MU_GRID[1]}
 
 
 def seconds(name: str, params: dict, batches: list, device: torch.device, repeats: int) -> float:

@@ -47,6 +47,8 @@ TRAINER_OPTIONAL = {
     "eval.drop_last_quirk": "skip each task's last test example (GEM code, D5)",
     "eval.curve_tasks": "tasks evaluated at curve points between task ends (default all)",
     "eval_split": "test | val (tuning)",
+    "batch.merge_last": "merge a pass's final partial batch into the one before it (no batch "
+                        "smaller than batch_size)",
     "tasks_limit": "train on the first k tasks only (tuning)",
     "early_stopping": "stop a task's passes when validation accuracy stops improving",
     "iid.eval": "final | chunks: R rows of the iid stream (GEM D13)",
@@ -177,7 +179,11 @@ def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], se
     all_t = torch.cat([torch.full((len(t.train_y),), i, dtype=torch.long)
                        for i, t in enumerate(bench.tasks)]).to(device)
     starts = np.cumsum([0, *(len(t.train_y) for t in bench.tasks)])
-    n_batches = [math.ceil(len(p.order) / batch_size) for p in phases]
+    # merged: the final partial batch joins the one before (e.g. BatchNorm statistics would
+    # otherwise come from a batch of a few images)
+    merge_last = hp.get("batch.merge_last", False)
+    n_batches = [max(1, len(p.order) // batch_size) if merge_last else
+                 math.ceil(len(p.order) / batch_size) for p in phases]
 
     def task_stream(phase: Phase) -> TaskStream:
         if phase.task is None:
@@ -239,7 +245,8 @@ def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], se
                     state["status"] = "diverged"
                     break
                 tick = time.perf_counter()
-            sl = slice(j * batch_size, (j + 1) * batch_size)
+            last = merge_last and j == n_batches[p] - 1
+            sl = slice(j * batch_size, None if last else (j + 1) * batch_size)
             method.step, method.batch_ids = state["global"], ids[sl]
             method.observe(xp[sl], yp[sl], tp[sl])
             state["global"] += 1

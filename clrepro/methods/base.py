@@ -125,7 +125,7 @@ class Method:
     def begin_task(self, t: int, data: TaskStream | None = None) -> None:
         """Task t starts (timed as training); `data` holds all its training examples."""
         self.task = t
-        self._peak_intra = 0
+        self._peak_intra, self._peak_parts = 0, {}
 
     def observe(self, x: torch.Tensor, y: torch.Tensor, tasks: torch.Tensor) -> None:
         raise NotImplementedError
@@ -190,17 +190,27 @@ class Method:
     stored_data_attrs: ClassVar[tuple[str, ...]] = ()
     _peak_intra: int = 0
 
-    def hold_during_batch(self, *tensors: torch.Tensor) -> None:
-        """Account for auxiliary tensors held while the current batch is processed."""
-        held = self._attr_bytes(self.state_attrs) + sum(_nbytes(t) for t in tensors)
-        self._peak_intra = max(self._peak_intra, held)
+    _peak_parts: dict[str, int] = {}
 
-    def memory_bytes(self) -> dict[str, int]:
+    def hold_during_batch(self, *tensors: torch.Tensor, **parts: Any) -> None:
+        """Account for auxiliary tensors held while the current batch is processed; named
+        `parts` are also itemised (memory_bytes()["intra_parts"] at the peak)."""
+        named = {k: _nbytes(v) for k, v in parts.items()}
+        held = (self._attr_bytes(self.state_attrs) + sum(_nbytes(t) for t in tensors)
+                + sum(named.values()))
+        if held > self._peak_intra or not self._peak_intra:
+            self._peak_intra, self._peak_parts = held, named
+
+    def memory_bytes(self) -> dict[str, Any]:
         """Overhead beyond the network at this point of the run (evaluated after the last
-        task: BLD's tables): intra-batch peak since the task began, inter-batch, data."""
+        task: BLD's tables): intra-batch peak since the task began, inter-batch, data; and
+        the named parts of the intra-batch peak where a method itemises them."""
         carried = self._attr_bytes(self.state_attrs)
-        return {"intra_batch": max(self._peak_intra, carried), "inter_batch": carried,
-                "data_storage": self._attr_bytes(self.stored_data_attrs)}
+        out: dict[str, Any] = {"intra_batch": max(self._peak_intra, carried), "inter_batch": carried,
+                               "data_storage": self._attr_bytes(self.stored_data_attrs)}
+        if self._peak_parts:
+            out["intra_parts"] = dict(self._peak_parts)
+        return out
 
     def _attr_bytes(self, attrs: tuple[str, ...]) -> int:
         return sum(_nbytes(getattr(self, a, None)) for a in attrs)

@@ -8,6 +8,11 @@ computed for every training image of the task, un-augmented, and kept for the wh
 its inter- and intra-batch memory (N_task x old-head outputs x 4 B), and the task's images
 must stay available (data storage). Each step minimises, averaged over the batch's views,
 H(phi_t, y) + `lwf.weight` * sum_o H(softmax(phi_o / tau), stored predictions).
+
+Both terms are reduced over the batch by `bld.batch_reduction` (sum by default, D10), the
+key every ViewMethod reads: deliberately shared, so that LwF, Finetune, L2 and BLD, trained
+at the same learning rate, also have losses on the same scale. Setting it to `mean` changes
+LwF's effective step size as much as BLD's.
 """
 
 from __future__ import annotations

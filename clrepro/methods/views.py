@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from clrepro.augment import Augmentation, Views
-from clrepro.methods.base import Method, register
+from clrepro.methods.base import Method, _nbytes, register
 
 REDUCTIONS = ("sum", "mean")
 
@@ -28,7 +28,8 @@ class ViewMethod(Method):
 
     hyperparameters = {
         "augment": "view transformations (clrepro.augment.Augmentation)",
-        "bld.batch_reduction": "sum | mean over the batch (D10)",
+        "bld.batch_reduction": "sum | mean over the batch (D10), for every loss of every "
+                               "ViewMethod (Finetune, L2, BLD, LwF alike)",
         "bld.batch_views": "stack the views into one pass (D9; BatchNorm statistics differ)",
     }
 
@@ -77,6 +78,17 @@ class ViewMethod(Method):
                         a.add_(g)
         return acc
 
+    def memory_bytes(self) -> dict:
+        """Adds the optimiser's state (Adam's moments, momentum buffers): carried from batch to
+        batch, so inter-batch memory (plain SGD, MC-OCL's case, has none)."""
+        out = super().memory_bytes()
+        state = _nbytes(list(self.opt.state.values()))
+        if state:
+            out["intra_batch"] += state
+            out["inter_batch"] += state
+            out.setdefault("intra_parts", {})["optimizer_state"] = state
+        return out
+
     def descend(self, grads: list[torch.Tensor], lr: float) -> None:
         """theta <- theta - lr * G through the method's optimiser (plain SGD by default)."""
         for p, g in zip(self.params, grads):
@@ -119,7 +131,7 @@ class BatchL2(ViewMethod):
 
     def observe(self, x, y, tasks):
         anchor = [p.detach().clone() for p in self.params]
-        self.hold_during_batch(*anchor)
+        self.hold_during_batch(anchor=anchor)
         views = self.views(self.step)
         ce = [lambda out, k: self.new_task_loss(out, y)]
         (g,) = self.view_gradients(x, ce, views)
@@ -129,5 +141,6 @@ class BatchL2(ViewMethod):
             self.descend(self.add_penalty(g, anchor), self.hp["lr"])
 
     def add_penalty(self, grads: list[torch.Tensor], anchor: list[torch.Tensor]) -> list[torch.Tensor]:
+        """grads + 2 mu (theta - theta_0), in place (no buffer beyond the anchor)."""
         mu = self.hp["l2.mu"]
-        return [g + 2 * mu * (p.detach() - a) for g, p, a in zip(grads, self.params, anchor)]
+        return [g.add_(p.detach() - a, alpha=2 * mu) for g, p, a in zip(grads, self.params, anchor)]

@@ -63,6 +63,8 @@ rule render_figure:
 
 
 rule tune:
-    """`snakemake tune`: GMED's hyperparameter selection (§4.7) and its table."""
+    """`snakemake tune`: the tuning grids and their tables (GMED §4.7, BLD's L2 mu and
+    stand-in learning rate)."""
     input:
-        [str(p) for p in PLAN.artifacts["gmed.table1"].outputs] if "gmed.table1" in PLAN.artifacts else [],
+        [str(p) for a in ("gmed.table1", "bld.tuning") if a in PLAN.artifacts
+         for p in PLAN.artifacts[a].outputs],

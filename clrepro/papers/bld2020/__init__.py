@@ -47,6 +47,11 @@ ARTIFACTS = [
     Artifact("bld.table5", "Ablation on CIFAR-10, 2 and 5 tasks (Table 5)", "table",
              "Alternated and No-balancing against Finetune, L2 and the full model.", runs.table5,
              _render("render_table5"), [CLAIMS["C9"], CLAIMS["C10"]]),
+    Artifact("bld.tuning", "Supplementary: L2's mu and the stand-ins' learning rate, selected "
+             "on validation data", "table", "The grids on a validation split of the training "
+             "data (never the test set): L2's mu per dataset and task count (spec §4.5) and, "
+             "for the quick stand-ins, the raised SGD learning rate.", runs.tuning,
+             _render("render_tuning"), []),
 ]
 
 PAPER = Paper.from_protocol("bld2020", "Online Continual Learning under Extreme Memory Constraints",

@@ -26,6 +26,8 @@ def frame(ctx: Context) -> pd.DataFrame:
     rows = []
     for entry in ctx.runs.df.itertuples():
         spec = RunSpec.from_path(entry.path)
+        if dict(spec.overrides).get("tune"):  # tuning grids: bld.tuning reads them
+            continue
         dataset, tasks, _ = parse(spec.benchmark)
         row = {"benchmark": spec.benchmark, "dataset": dataset, "tasks": tasks, "seed": spec.seed,
                "row": R.row_of(spec), "status": entry.status}
@@ -37,9 +39,22 @@ def frame(ctx: Context) -> pd.DataFrame:
             memory = record.get("memory_bytes") or {}
             row.update({k: memory.get(k) for k in ("intra_batch", "inter_batch", "data_storage")})
             row["views"] = record["hp"]["augment"]["views"]
+            row["batch_size"] = record["hp"].get("batch_size", N.PAPER_BATCH)
+            row["merged"] = record["hp"].get("batch.merge_last", True)
+            parts = memory.get("intra_parts") or {}
+            row["bank"] = parts.get("bank", memory.get("intra_batch"))
+            mu = (record.get("tuned") or {}).get("l2.mu", {}).get("value", record["hp"].get("l2.mu"))
+            row["mu"] = mu if isinstance(mu, (int, float)) else None
             row["last_task_train"] = record["benchmark"]["tasks"][-1]["n_train"]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def largest_batch(n_train: int, batch_size: int) -> int:
+    """The largest training batch of a task: its final partial batch is merged into the one
+    before it (spec §4.4 amended)."""
+    rest = n_train % batch_size
+    return batch_size + rest if rest and n_train > batch_size else min(n_train, batch_size)
 
 
 def values(df: pd.DataFrame, row: str, dataset: str, tasks: int, column: str = "avg") -> dict[int, float]:
@@ -60,13 +75,27 @@ def _cell(df: pd.DataFrame, row: str, dataset: str, tasks: int, column: str) -> 
     return f"{text} ({note})" if note else text
 
 
+def _mu_label(df: pd.DataFrame, row: str, settings) -> str:
+    """L2's weight as the runs used it (selected on validation data per setting)."""
+    if row != "batch_l2" or "mu" not in df:
+        return ""
+    parts = []
+    for d, t in settings:
+        mus = sorted({m for m in df[(df["row"] == row) & (df["dataset"] == d) & (df["tasks"] == t)]["mu"]
+                      if m is not None and m == m})
+        if mus:
+            label = "/".join(f"{m:g}" for m in mus)
+            parts.append(label if len(settings) == 1 else f"{R.DATASET_TITLES[d]} {label}")
+    return f" (μ = {', '.join(parts)})" if parts else ""
+
+
 def _accuracy_table(ctx: Context, settings: list[tuple[str, int]], rows, with_groups=True):
     df = frame(ctx)
     present = [(d, t) for d, t in settings if len(df) and ((df["dataset"] == d) & (df["tasks"] == t)).any()]
     display, records, paper = [], [], []
     for row in rows:
         shown = {"group": R.GROUPS.get(row, "")} if with_groups else {}
-        shown["method"] = R.TITLES[row]
+        shown["method"] = R.TITLES[row] + _mu_label(df, row, settings)
         prow = dict(shown)
         for d, t in present:
             prefix = f"{R.DATASET_TITLES[d]} " if len(present) > 1 else ""
@@ -142,29 +171,51 @@ NOTES = ["Final test accuracy (%) of each task's head on its own test images aft
 def _quick_note(ctx: Context) -> list[str]:
     if not ctx.quick:
         return []
+    optimizer = ctx.options.get("bld.optimizer", "sgd")
+    if optimizer == "sgd":
+        how = ("plain SGD (no state between batches: MC-OCL) at alpha_j raised to " +
+               ", ".join(f"{lr:g} ({R.DATASET_TITLES[d]} stand-in)" for d, lr in P.QUICK_LR.items()) +
+               " for every single-pass method (alpha_w = alpha_j / 100), selected on a validation "
+               "split of the training data (bld.tuning): with about 1/50 of the paper's steps per "
+               "task, SGD at 1e-4 fits nothing")
+    else:
+        how = (f"Adam at lr {P.ADAM_QUICK_LR:g} (alpha_w = lr / 100; bld.optimizer {optimizer}: Adam "
+               "carries state between batches, so these are not MC-OCL runs)")
     return ["Quick stand-ins (spec §6, shrunk to fit the quick budget): sklearn digits for "
             "MNIST and Fashion-MNIST (100 images per class) for CIFAR-10, 16x16 inputs, ResNet-18 "
-            "of width 8, 2 views, Adam at lr 1e-3 (alpha_w 1e-5) and offline LwF for "
-            f"{P.QUICK_OFFLINE_EPOCHS['quick']} epochs in batches of {P.QUICK_OFFLINE_BATCH}: "
-            "with about 1/50 of the paper's steps per task, plain SGD at 1e-4 fits nothing, and "
-            "batches of 500 would give offline LwF a step or two per epoch; SVHN has no stand-in."]
+            f"of width 8, {P.VIEWS['quick']} views, {how}; offline LwF for "
+            f"{P.QUICK_OFFLINE_EPOCHS['quick']} epochs in batches of {P.QUICK_OFFLINE_BATCH} "
+            "(batches of 500 would give it a step or two per epoch); SVHN has no stand-in."]
+
+
+def _l2_note(ctx: Context) -> list[str]:
+    return ["L2's μ is selected per dataset and task count from "
+            f"{{{', '.join(f'{m:g}' for m in P.L2_MU_GRID)}}} by the mean validation accuracy "
+            f"after the last task, on a validation split ({P.VAL_FRACTION:.0%} of each class's "
+            "training images) of the training data, never the test set (spec §4.5; grid in "
+            "bld.tuning)."]
 
 
 def render_table1(ctx: Context) -> Rendered:
     settings = [(d, 2) for d in ("mnist", "cifar10", "svhn")]
     _, records, display, paper, _ = _accuracy_table(ctx, settings, ROWS)
-    return Rendered(records, display=display, paper_table=paper, notes=NOTES + _quick_note(ctx))
+    return Rendered(records, display=display, paper_table=paper,
+                    notes=NOTES + _quick_note(ctx) + _l2_note(ctx))
 
 
 def _five_task(ctx: Context, dataset: str) -> Rendered:
     df, records, display, paper, _ = _accuracy_table(ctx, [(dataset, 5)], ROWS)
     mem_records, mem_display = memory_table(ctx, dataset, 5, df)
     display = pd.concat([display, mem_display.drop(columns="method")], axis=1)  # same row order
-    notes = NOTES + _quick_note(ctx) + [
+    notes = NOTES + _quick_note(ctx) + _l2_note(ctx) + [
         "Memory overhead as ours (measured from the tensors the run kept, at its own batch, "
         "views and task size) / §4.8 (analytic at the paper's configuration: batch 20, 50 "
         "views, ResNet-18, last task) / paper (printed). Data storage: the raw uint8 size of "
-        "the last task's training images; the paper's definition is unknown (spec §4.8, D5)."]
+        "the last task's training images; the paper's definition is unknown (spec §4.8, D5). "
+        "Ours counts every tensor a method holds beyond Finetune: BLD's bank plus the "
+        "distillation gradient it holds next to the cross-entropy gradient until balancing "
+        "(4 B x parameters, uncounted by the paper; at the paper's configuration 32 kB + "
+        "44.7 MB), L2's parameter copy, LwF's stored predictions, and any optimiser state."]
     if dataset == "svhn":
         issues = N.printed_avg_inconsistencies()
         for issue in issues:
@@ -200,7 +251,57 @@ def render_table5(ctx: Context) -> Rendered:
 
     return Rendered(pd.concat([p[0] for p in parts], ignore_index=True),
                     display=stacked([p[1] for p in parts]), paper_table=stacked([p[2] for p in parts]),
-                    notes=NOTES + _quick_note(ctx) + [
+                    notes=NOTES + _quick_note(ctx) + _l2_note(ctx) + [
                         "Alternated: distillation-only and cross-entropy-only steps alternate "
                         "after the warm-up; No-balancing: lambda G_j without the gradient-norm "
                         "ratio (Algorithm 2)."])
+
+
+def tuning_frame(ctx: Context) -> pd.DataFrame:
+    """One row per tuning run: grid (lr | mu), dataset, tasks, value, validation accuracy (%)."""
+    rows = []
+    for spec in ctx.runs.records:
+        overrides = dict(spec.overrides)
+        record = ctx.runs.record(spec)
+        if not overrides.get("tune") or record is None:
+            continue
+        dataset, tasks, _ = parse(spec.benchmark)
+        grid = "lr" if "lr" in overrides else "mu"
+        last = record["R"][-1] if record.get("status") == "ok" and record.get("R") else None
+        rows.append({"grid": grid, "dataset": dataset, "tasks": tasks,
+                     "value": float(overrides["lr" if grid == "lr" else "l2.mu"]),
+                     "val_acc": 100 * sum(last) / len(last) if last else None,
+                     "status": record.get("status")})
+    return pd.DataFrame(rows, columns=["grid", "dataset", "tasks", "value", "val_acc", "status"])
+
+
+def render_tuning(ctx: Context) -> Rendered:
+    grid = tuning_frame(ctx)
+    display, records = [], []
+    names = {"lr": "stand-in SGD lr α_j (first task)", "mu": "L2 μ (whole stream)"}
+    for (kind, dataset, tasks), part in grid.groupby(["grid", "dataset", "tasks"], sort=True):
+        ok = part.dropna(subset=["val_acc"])
+        best = ok.loc[ok["val_acc"].idxmax(), "value"] if len(ok) else None
+        used = (P.learning_rate(dataset, tasks, ctx.scale, ctx.options.get("bld.optimizer", "sgd"))
+                if kind == "lr" else ctx.options.get("l2.mu") or best)
+        setting = f"{R.DATASET_TITLES[dataset]} " + ("(first task)" if kind == "lr" else f"{tasks}-task")
+        shown = {"grid": names[kind], "setting": setting}
+        for v, a in sorted(zip(part["value"], part["val_acc"])):
+            shown[f"{v:g}"] = "–" if a is None or a != a else f"{a:.1f}"
+        shown["selected"] = "–" if best is None else f"{best:g}"
+        shown["used"] = f"{used:g}" if used is not None else "–"
+        display.append(shown)
+        records.append({"grid": kind, "dataset": dataset, "tasks": tasks, "selected": best,
+                        "used": used, "agrees": best is not None and used == best})
+    notes = [f"Validation accuracy (%) on a held-out {P.VAL_FRACTION:.0%} of each class's training "
+             "images (tuning twins `.val` of the benchmarks; the test set is never read), seed 0, "
+             "one run per cell. L2 μ: mean over the tasks after the last one; the L2 rows of "
+             "Tables 1-5 use the selected μ. Stand-in lr (quick only): one online pass over the "
+             "first task with the warm-up and two steps per batch (L2 with μ = 0); alpha_w = "
+             "alpha_j / 100. 'used' is the value the accuracy tables' runs use."]
+    mismatched = [r for r in records if r["grid"] == "lr" and not r["agrees"]]
+    notes += [f"{R.DATASET_TITLES[r['dataset']]}: the selected lr {r['selected']} "
+              f"differs from the one used ({r['used']})" for r in mismatched]
+    return Rendered(pd.concat([pd.DataFrame(records), grid.assign(kind="grid")], ignore_index=True)
+                    if len(grid) else pd.DataFrame(records),
+                    display=pd.DataFrame(display), notes=notes)

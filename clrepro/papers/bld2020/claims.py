@@ -12,7 +12,7 @@ from clrepro.analysis import verdicts as V
 from clrepro.papers.base import FAILS, HOLDS, Context, Verdict
 from clrepro.papers.bld2020 import numbers as N
 from clrepro.papers.bld2020 import runs as R
-from clrepro.papers.bld2020.artifacts import analytic_memory, frame, values
+from clrepro.papers.bld2020.artifacts import analytic_memory, frame, largest_batch, values
 
 FITS_MARGIN = 20.0  # points above chance that Finetune must reach on its last task
 
@@ -83,17 +83,50 @@ def c3(ctx: Context) -> Verdict:
     return V.combine(parts, [learns(df, [(d, 2) for d in present])])
 
 
+# C4's "about half": the fraction of the Finetune -> offline LwF gap BLD closes must be
+# equivalent to the paper's (derived 45 % and 63 %) within this margin (suite default; the
+# suite's fraction tolerance, 0.03, would read "about" as "exactly")
+GAP_FRACTION = {"mnist": 0.45, "svhn": 0.63}
+GAP_MARGIN = 0.15
+
+
+def _gap_fraction(ft, bld, off) -> dict[int, float]:
+    return {s: (bld[s] - ft[s]) / (off[s] - ft[s]) for s in ft
+            if s in bld and s in off and off[s] != ft[s]}
+
+
 def c4(ctx: Context) -> Verdict:
-    """BLD closes part of the Finetune -> offline LwF gap (paper: 45 % on MNIST, 63 % on
-    SVHN): both ends of 0 < (BLD - FT) / (LwF_off - FT) < 1, per seed."""
+    """BLD closes about half of the Finetune -> offline LwF gap (paper: 45 % on MNIST, 63 % on
+    SVHN). Every scale: both ends, BLD above Finetune and below offline LwF, per seed; full
+    scale: the closed fraction (BLD - FT) / (LwF_off - FT) within GAP_MARGIN of the paper's."""
     df, present, parts = _parts(ctx, ("mnist", "svhn"), 2)
     for d in present:
         ft, bld, off = (values(df, r, d, 2) for r in ("mc_finetune", "bld", "lwf_offline"))
         parts.append(V.paired(bld, ft, f"{R.DATASET_TITLES[d]}: BLD Avg. > Finetune"))
         parts.append(V.paired(off, bld, f"{R.DATASET_TITLES[d]}: offline LwF Avg. > BLD"))
+        if not ctx.quick:
+            parts.append(V.equivalent(_gap_fraction(ft, bld, off), GAP_FRACTION[d], GAP_MARGIN,
+                                      f"{R.DATASET_TITLES[d]}: fraction of the gap closed = "
+                                      f"{GAP_FRACTION[d]:.2f}"))
     settings = [(d, 2) for d in present]
-    return V.combine(parts, [learns(df, settings), upper_bound(df, settings)],
+    return V.combine(parts, _regime(ctx, df, settings),
                      summary="paper: BLD closes 45 % (MNIST) and 63 % (SVHN) of the gap")
+
+
+def _regime(ctx: Context, df, settings) -> list[V.Precondition]:
+    """The networks learn each task; for the quick stand-ins also that offline LwF is an
+    upper bound at all (their few epochs may not make it one; at full scale it is the
+    paper's protocol)."""
+    return [learns(df, settings)] + ([upper_bound(df, settings)] if ctx.quick else [])
+
+
+# C5's printed margins of BLD over L2 (5-task Avg.; SVHN from the printed L2 Avg. 81.3, D3)
+C5_MARGIN = {"mnist": 11.9, "cifar10": 7.7, "svhn": 7.5}
+
+
+def _mean_difference(a: dict[int, float], b: dict[int, float]) -> float | None:
+    d = [a[s] - b[s] for s in a if s in b]
+    return sum(d) / len(d) if d else None
 
 
 def c5(ctx: Context) -> Verdict:
@@ -101,6 +134,10 @@ def c5(ctx: Context) -> Verdict:
     for d in present:
         entries = {r: values(df, r, d, 5) for r in ("mc_finetune", "batch_l2", "bld")}
         parts += V.best("bld", entries, f"{R.DATASET_TITLES[d]} 5-task Avg.")
+        if not ctx.quick:
+            parts.append(V.match(_mean_difference(entries["bld"], entries["batch_l2"]), C5_MARGIN[d],
+                                 "percent", f"{R.DATASET_TITLES[d]} 5-task: BLD - L2 Avg. "
+                                 f"(paper +{C5_MARGIN[d]})"))
     return V.combine(parts, [learns(df, [(d, 5) for d in present])])
 
 
@@ -122,7 +159,7 @@ def c7(ctx: Context) -> Verdict:
             settings.append((d, tasks))
             parts.append(V.paired(values(df, "lwf_offline", d, tasks), values(df, "bld", d, tasks),
                                   f"{R.DATASET_TITLES[d]} {tasks}-task: offline LwF Avg. > BLD"))
-    return V.combine(parts, [learns(frame(ctx), settings), upper_bound(frame(ctx), settings)])
+    return V.combine(parts, _regime(ctx, frame(ctx), settings))
 
 
 def _printed(n: float, unit: float) -> float:
@@ -150,11 +187,14 @@ def c8(ctx: Context) -> Verdict:
     ok = df[(df["status"] == "ok") & df["row"].isin(["bld", "lwf_single"])] if len(df) else df
     for entry in ok.itertuples():
         old_outputs = 10 - 10 // entry.tasks
-        expected = (20 * entry.views * old_outputs * 4 if entry.row == "bld"
-                    else entry.last_task_train * old_outputs * 4)
-        parts.append(V.exact(int(entry.intra_batch), expected,
-                             f"measured {R.TITLES[entry.row]} intra-batch, {entry.benchmark} "
-                             f"s{entry.seed}"))
+        if entry.row == "bld":  # the bank of the largest batch (the last one, merged)
+            largest = (largest_batch(entry.last_task_train, entry.batch_size) if entry.merged
+                       else min(entry.last_task_train, entry.batch_size))
+            parts.append(V.exact(int(entry.bank), largest * entry.views * old_outputs * 4,
+                                 f"measured BLD bank, {entry.benchmark} s{entry.seed}"))
+        else:
+            parts.append(V.exact(int(entry.intra_batch), entry.last_task_train * old_outputs * 4,
+                                 f"measured LwF intra-batch, {entry.benchmark} s{entry.seed}"))
     return V.combine(parts, summary="the accounting of spec §4.8 (float32, kB = 1e3 B)")
 
 
@@ -164,11 +204,19 @@ def _chain(df, d, t, rows, what) -> list[V.Evidence]:
                      f"{what}: {R.TITLES[a]} > {R.TITLES[b]}") for a, b in zip(rows, rows[1:])]
 
 
+C9_GAIN = 9.3  # No-balancing over Finetune, CIFAR-10 5-task Avg. (81.6 - 72.3)
+
+
 def c9(ctx: Context) -> Verdict:
     df, present, parts = _parts(ctx, ("cifar10",), 5)
     for d in present:
         parts += _chain(df, d, 5, ["bld", "bld_no_balancing", "bld_alternated", "batch_l2",
                                    "mc_finetune"], f"{R.DATASET_TITLES[d]} 5-task Avg.")
+        if not ctx.quick:
+            parts.append(V.match(_mean_difference(values(df, "bld_no_balancing", d, 5),
+                                                  values(df, "mc_finetune", d, 5)), C9_GAIN,
+                                 "percent", f"{R.DATASET_TITLES[d]} 5-task: No-balancing - "
+                                 f"Finetune Avg. (paper +{C9_GAIN})"))
     return V.combine(parts, [learns(df, [(d, 5) for d in present])])
 
 

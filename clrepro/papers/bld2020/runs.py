@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from clrepro.papers.bld2020.protocol import (ABLATIONS, METHOD_OF, METHODS, bench_name,
-                                             offline_epochs)
+from clrepro.papers.bld2020.protocol import (ABLATIONS, DATASETS, METHOD_OF, METHODS, bench_name,
+                                             lr_tuning, mu_tuning, offline_epochs)
 from clrepro.spec import RunSpec
 
 SEEDS = {"full": [0, 1, 2, 3, 4], "quick": [0, 1, 2], "smoke": [0]}
@@ -68,3 +68,16 @@ def table1_and_c7(scale: str, chosen: list[int] | None = None, options: dict | N
 def table2_and_c5(scale: str, chosen: list[int] | None = None, options: dict | None = None) -> list[RunSpec]:
     """Table 2's runs, plus the other 5-task runs that claim C5 ("all three datasets") reads."""
     return table2(scale, chosen) + table3(scale, chosen) + table4(scale, chosen)
+
+
+def settings(scale: str) -> list[tuple[str, int]]:
+    """(dataset, tasks) pairs this scale runs."""
+    return [(d, t) for d in DATASETS for t in (2, 5) if bench_name(d, t, scale)]
+
+
+def tuning(scale: str, chosen: list[int] | None = None, options: dict | None = None) -> list[RunSpec]:
+    """The tuning grids on the training data's validation twins: the stand-ins' SGD learning
+    rate (quick and smoke only) and L2's mu, per dataset and task count."""
+    stand_ins = sorted({d for d, _ in settings(scale)})
+    return ([s for d in stand_ins for s in lr_tuning(d, scale)]
+            + [s for d, t in settings(scale) for s in mu_tuning(d, t, scale)])
