@@ -96,3 +96,17 @@ def test_icarl_nearest_mean_of_exemplars_by_hand():
         method.model.head.weight.copy_(torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0]]))
         method.model.head.bias.zero_()
     assert method.predict(x, torch.zeros(4, dtype=torch.long)).tolist() == [0, 1, 2, 0]
+
+
+def test_lucir_margin_ranking_masked_equals_selected():
+    """The accelerator form (all rows, new rows masked: no host sync) equals the selection."""
+    from clrepro.methods.lucir import margin_ranking_masked, margin_ranking_selected
+
+    gen = torch.Generator().manual_seed(0)
+    cos = torch.rand(9, 7, generator=gen, dtype=torch.float64) * 2 - 1
+    y = torch.tensor([0, 5, 2, 6, 3, 1, 4, 6, 2])  # 4 old classes, 3 new
+    old = y < 4
+    for k in (1, 2, 3):
+        torch.testing.assert_close(margin_ranking_masked(cos, y, 4, k, 0.5),
+                                   margin_ranking_selected(cos[old], y[old], 4, k, 0.5))
+    assert margin_ranking_masked(cos[~old], y[~old], 4, 2, 0.5) == 0
