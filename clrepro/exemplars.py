@@ -29,17 +29,20 @@ def herding(features: torch.Tensor, n: int) -> torch.Tensor:
     Returns indices into `features`, in selection order (so a prefix is a smaller set)."""
     mean = features.mean(0)
     n = min(n, len(features))
-    chosen: list[int] = []
+    chosen: list[torch.Tensor] = []
     running = torch.zeros_like(mean)
     taken = torch.zeros(len(features), dtype=torch.bool, device=features.device)
     for e in range(n):
         cost = (mean - (running + features) / (e + 1)).norm(dim=1)
-        cost[taken] = float("inf")
-        i = int(cost.argmin())
+        # the pick stays a device tensor (index_select/index_fill, never int(...)): no host
+        # sync per pick
+        i = cost.masked_fill(taken, float("inf")).argmin().view(1)
         chosen.append(i)
-        taken[i] = True
-        running += features[i]
-    return torch.tensor(chosen, dtype=torch.long, device=features.device)
+        taken.index_fill_(0, i, True)
+        running += features.index_select(0, i)[0]
+    if not chosen:
+        return torch.zeros(0, dtype=torch.long, device=features.device)
+    return torch.cat(chosen)
 
 
 def herding_ranking(features: torch.Tensor) -> torch.Tensor:

@@ -24,17 +24,35 @@ def crop_flip(x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator) -> to
     """Per-image random crop (after zero padding) and horizontal flip, batched: the standard
     CIFAR augmentation of the official code, drawn from `gen` (on the CPU)."""
     n, c, h, w = x.shape
+    # the draws (in this order, so that the CPU streams stay as they were) go to the device
+    # in one copy, from pinned memory without blocking
+    draws = []
     if pad:
-        top = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
-        left = torch.randint(0, 2 * pad + 1, (n,), generator=gen).to(x.device)
+        draws += [torch.randint(0, 2 * pad + 1, (n,), generator=gen),
+                  torch.randint(0, 2 * pad + 1, (n,), generator=gen)]
+    if flip:
+        draws.append((torch.rand(n, generator=gen) < 0.5).long())
+    if not draws:
+        return x.contiguous()
+    draws = to_device(torch.stack(draws), x.device)
+    if pad:
+        top, left = draws[0], draws[1]
         padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
         rows = (top[:, None] + torch.arange(h, device=x.device))[:, :, None]
         cols = (left[:, None] + torch.arange(w, device=x.device))[:, None, :]
         x = padded[torch.arange(n, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
     if flip:
-        mirror = (torch.rand(n, generator=gen) < 0.5).to(x.device)
+        mirror = draws[-1].bool()
         x = torch.where(mirror[:, None, None, None], x.flip(-1), x)
     return x.contiguous()
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor on `device`: on an accelerator pinned and copied without blocking the
+    host (the copy is ordered before the kernels that read it)."""
+    if device.type == "cpu":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def augment(x: torch.Tensor, hp: dict[str, Any], gen: torch.Generator) -> torch.Tensor:
@@ -86,8 +104,8 @@ class TrainingSet:
             xs, ys = [], []
             if from_files is not None:
                 xs.append(as_float(from_files.to(device, non_blocking=True)))
-                ys.append(self.files.y[idx[idx < nf]].to(device))
-            mem = (idx[idx >= nf] - nf).to(device)
+                ys.append(to_device(self.files.y[idx[idx < nf]], device))
+            mem = to_device(idx[idx >= nf] - nf, device)
             if len(mem):
                 xs.append(augment(as_float(self.x[mem]), hp, gen))
                 ys.append(self.y[mem])

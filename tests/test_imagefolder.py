@@ -205,20 +205,31 @@ def test_imagenet_runs_use_the_imagenet_transforms():
     assert job.resources["threads"] == 8  # one decoding worker per thread
 
 
-def test_bic_splits_file_rows_and_exemplars_per_class(data_dir, tmp_path):
+def test_bic_holds_out_balanced_file_rows_and_keeps_them_out_of_training(data_dir, tmp_path):
+    from clrepro.data.transforms import as_float
     from clrepro.methods.base import FileStream
 
     bench = prepared_bench(data_dir, tmp_path, subset_defn(25))
-    hp = {**HP, "kd.tau": 2.0, "bic.val_fraction": 0.34, "bic.epochs": 1, "bic.lr": 0.01}
+    hp = {**HP, "kd.tau": 2.0, "bic.val_fraction": 0.3, "bic.epochs": 1, "bic.lr": 0.01,
+          "exemplars.per_class": 3}  # ceil(0.3 x 3) = 1 validation image per class
     bic = METHODS["bic"](_ctx(bench), hp)
-    bic.exemplars = {c: torch.rand(3, 3, SIDE, SIDE) for c in range(2)}
-    task = bench.tasks[1]
-    kept = bic.training_set(1, FileStream(task.train_x, task.train_y, 0))
-    rows = bic.held_out["rows"]
-    assert len(kept.files) + len(rows) == len(task.train_x) == 6  # 2 classes x 3 images
-    assert sorted(task.train_y[rows].tolist()) == [50, 51]  # round(0.34 x 3) = 1 per class
-    assert len(kept.y) + len(bic.held_out["y"]) == 6 and bic.held_out["y"].tolist() == [0, 1]
-    assert not set(rows.tolist()) & {task.train_x.paths.index(p) for p in kept.files.paths}
+    streams = [FileStream(t.train_x, t.train_y, 0) for t in bench.tasks]
+    bic.begin_task(0, streams[0])
+    bic.begin_task(1, streams[1])
+    assert sorted(bic.validation) == list(range(52))
+    assert {len(v) for v in bic.validation.values()} == {1}
+    bic.exemplars = {c: torch.rand(2, 3, SIDE, SIDE) for c in range(50)}
+    rows = bic.held_rows(1, streams[1])
+    assert sorted(streams[1].y[rows].tolist()) == [50, 51]
+    for r in rows.tolist():  # the decoded file is the class's validation image
+        c = int(streams[1].y[r])
+        assert torch.equal(bic.validation[c][0], as_float(streams[1].x.decode(torch.tensor([r])))[0])
+    kept = bic.training_set(1, streams[1])
+    assert len(kept.files) + len(rows) == len(streams[1].y) == 6  # 2 classes x 3 images
+    assert len(kept.y) == 100  # the training exemplars, all of them
+    held = {streams[1].x.paths[r] for r in rows.tolist()}
+    assert not held & set(kept.files.paths)
+    assert not held & set(bic.training_data(1, streams[1]).x.paths)  # nor exemplar choice
 
 
 def test_a_training_job_reads_the_folder_and_writes_its_record(data_dir, tmp_path):

@@ -90,6 +90,17 @@ def test_crop_flip_is_seeded_and_keeps_images_in_place():
     b = crop_flip(x, 2, True, torch.Generator().manual_seed(0))
     assert torch.equal(a, b) and a.shape == x.shape
     assert torch.equal(crop_flip(x, 0, False, torch.Generator()), x)
+    # each image is a 4x4 window of its zero-padded self at some offset; over 64 draws
+    # the offsets vary (a crop that does nothing would always sit at (2, 2))
+    many = x[:1].expand(64, 1, 4, 4)
+    out = crop_flip(many, 2, False, torch.Generator().manual_seed(1))
+    padded = F.pad(x[0], (2, 2, 2, 2))
+    offsets = set()
+    for img in out:
+        hits = [(i, j) for i in range(5) for j in range(5) if torch.equal(img, padded[:, i:i + 4, j:j + 4])]
+        assert hits
+        offsets.add(hits[0])
+    assert len(offsets) > 10 and (2, 2) in offsets
 
 
 def bench():
@@ -156,27 +167,51 @@ def test_a_resumed_phase_trainer_ends_with_identical_metrics(tmp_path, monkeypat
                                                                     "bic.val_fraction": 0.1,
                                                                     "bic.epochs": 2, "bic.lr": 0.01}),
                                         ("lucir", {})])
-def test_every_class_incremental_method_runs_and_keeps_its_budget(name, extra):
+def test_every_class_incremental_method_runs_and_keeps_its_budget(name, extra, monkeypatch):
     hp = {**HP, **extra, "exemplars.kind": "herding", "mnemonics.adjust_old": False,
           "weight_transfer": False, "finetune.epochs": 0}
+    counts = {}
+    real = METHODS[name].end_task
+
+    def end_task(self, t, data=None):
+        real(self, t, data)
+        counts[t] = {c: len(e) for c, e in self.exemplars.items()}
+
+    monkeypatch.setattr(METHODS[name], "end_task", end_task)
     out = train_phases(bench(), METHODS[name], hp, 0, 1, CPU)
     assert out["status"] == "ok" and all(r[0] is not None for r in out["R"])
+    # every class seen so far keeps its 4 exemplars (BiC: 3, one is its validation part)
+    per_class = 3 if name == "bic" else 4
+    assert counts == {t: {c: per_class for c in range(n)} for t, n in ((0, 4), (1, 6), (2, 8))}
 
 
 def test_weight_transfer_keeps_the_phase_0_convolutions():
+    """The convolutions trained in phase 0 are frozen from phase 1 on: phase 1's training
+    moves the scales (and BatchNorm), never the transferred kernels."""
     b = bench()
     lucir = METHODS["lucir"]
+    from clrepro.methods.base import TaskStream
     from clrepro.train import make_context
 
     method = lucir(make_context(b, CPU, 0, 1), {**HP, "exemplars.kind": "herding"})
-    conv = next(m for m in method.model.modules() if isinstance(m, nn.Conv2d))
-    before = conv.weight.detach().clone()
-    from clrepro.methods.base import TaskStream
 
+    def train(t, steps=3):
+        x, y = b.tasks[t].train_x[:32].float() / 255, b.tasks[t].train_y[:32]
+        for _ in range(steps):
+            method.observe(x, y, torch.full_like(y, t))
+
+    conv = next(m for m in method.model.modules() if isinstance(m, nn.Conv2d))
+    init = conv.weight.detach().clone()
     method.begin_task(0, TaskStream(b.tasks[0].train_x, b.tasks[0].train_y))
+    train(0)
+    trained = conv.weight.detach().clone()
+    assert not torch.equal(trained, init)  # phase 0 trained the convolution
     method.begin_task(1, TaskStream(b.tasks[1].train_x, b.tasks[1].train_y))
     frozen = [m for m in method.model.modules() if type(m).__name__ == "TransferConv2d"]
-    assert frozen and torch.equal(frozen[0].weight, before)
+    scale = frozen[0].scale.detach().clone()
+    train(1)
+    assert frozen and torch.equal(frozen[0].weight, trained)
+    assert not torch.equal(frozen[0].scale.detach(), scale)  # phase 1 trained the scales
     assert method.model.head.n_old == 4 and method.model.head.n_new == 2
 
 

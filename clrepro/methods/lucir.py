@@ -54,12 +54,36 @@ class LUCIR(ClassIncremental):
         n_old, n_new = head.n_old, head.n_new
         lam = self.hp["lucir.lambda_base"] * (n_old / n_new) ** 0.5
         loss = loss + lam * (1 - F.cosine_similarity(feats, old_feats.detach(), dim=1)).mean()
-        old_rows = y < n_old
-        if old_rows.any():
-            cos = head.cosine(feats[old_rows])
-            gt = cos.gather(1, y[old_rows, None])  # [b, 1]
-            hard = cos[:, n_old:].topk(min(self.hp["lucir.k"], n_new), dim=1).values  # [b, K]
-            loss = loss + F.margin_ranking_loss(gt.expand_as(hard).reshape(-1), hard.reshape(-1),
-                                                torch.ones(hard.numel(), device=x.device),
-                                                margin=self.hp["lucir.margin"])
-        return loss
+        return loss + self.margin_ranking(head, feats, y, n_old, n_new)
+
+    def margin_ranking(self, head, feats, y, n_old: int, n_new: int) -> torch.Tensor:
+        """On the CPU the old-class rows are selected (a host check costs nothing there); on
+        an accelerator every row is scored and the new rows masked out, so that no step
+        waits for the host."""
+        k, margin = min(self.hp["lucir.k"], n_new), self.hp["lucir.margin"]
+        if feats.device.type == "cpu":
+            old_rows = y < n_old
+            if not old_rows.any():
+                return torch.zeros((), device=feats.device)
+            return margin_ranking_selected(head.cosine(feats[old_rows]), y[old_rows], n_old, k, margin)
+        return margin_ranking_masked(head.cosine(feats), y, n_old, k, margin)
+
+
+def margin_ranking_selected(cos: torch.Tensor, y: torch.Tensor, n_old: int, k: int,
+                            margin: float) -> torch.Tensor:
+    """mean over (old-class sample, top-k new class) of max(0, m - cos_gt + cos_new); `cos`
+    and `y` hold the old-class samples only."""
+    gt = cos.gather(1, y[:, None])  # [b, 1]
+    hard = cos[:, n_old:].topk(k, dim=1).values  # [b, K]
+    return F.margin_ranking_loss(gt.expand_as(hard).reshape(-1), hard.reshape(-1),
+                                 torch.ones(hard.numel(), device=cos.device), margin=margin)
+
+
+def margin_ranking_masked(cos: torch.Tensor, y: torch.Tensor, n_old: int, k: int,
+                          margin: float) -> torch.Tensor:
+    """The same over every row of the batch, new-class rows masked out (0 without old rows)."""
+    old_rows = y < n_old
+    gt = cos.gather(1, y.clamp(max=n_old - 1)[:, None])
+    hard = cos[:, n_old:].topk(k, dim=1).values
+    pairs = (margin - gt + hard).clamp(min=0) * old_rows[:, None]
+    return pairs.sum() / (old_rows.sum() * k).clamp(min=1)

@@ -67,9 +67,13 @@ class InputNormalized(nn.Module):
             return getattr(self.net, name)
 
     def __setattr__(self, name: str, value) -> None:
-        """Attributes of the wrapped network (a grown head, say) are set on it."""
+        """Attributes of the wrapped network (a grown head, say) are set on it; the wrapper's
+        own attributes -- `training` above all, which `train()`/`eval()` set on every module
+        -- stay on the wrapper (forwarded, its flag would stay True after `eval()`, and code
+        that saves and restores `model.training` would switch the network back to training)."""
         net = self.__dict__.get("_modules", {}).get("net")
-        if net is not None and name not in ("net", "mean", "std") and hasattr(net, name):
+        if net is not None and name not in ("net", "mean", "std") and name not in self.__dict__ \
+                and hasattr(net, name):
             setattr(net, name, value)
         else:
             super().__setattr__(name, value)

@@ -23,6 +23,13 @@ from clrepro.papers.mnemonics2020 import protocol as P
 from clrepro.papers.mnemonics2020 import runs as R
 from clrepro.spec import RunSpec
 
+# why LwF sits below independent implementations that use the common CE + KD form
+LWF_NOTE = ("LwF rows minimise the paper's Eq. 5, L = λ·L_c + (1 − λ)·L_d with λ = "
+            f"{P.KD_LAMBDA} (soft targets at τ = {P.KD_TAU}), i.e. 0.5·CE + 0.5·KD; FACIL's LwF "
+            "(github mmasana/FACIL, an independent implementation) minimises CE + 1·KD. The ratio of "
+            "the two terms is the same, but the paper's form halves their gradient against an "
+            "unchanged weight decay (half the effective learning rate), so LwF can score below "
+            "FACIL's on identical data. (Option kd.form: code is the Mnemonics code's form, spec D7.)")
 QUICK_NOTE = ("Quick stand-in (spec §6, shrunk to fit the quick budget): Fashion-MNIST at 14x14 "
               "with 250 training images per class, 5 base classes then 5 phases of one class, "
               f"ResNet-32 with one block per stage, {P.EPOCHS['fmnist']} epochs per phase, "
@@ -109,7 +116,9 @@ def _paper_row(row: str) -> str:
 
 
 def render_table1(ctx: Context) -> Rendered:
-    return _table(ctx, R.ROWS, N.TABLE1_ACC, N.TABLE1_F, N.SETTINGS)
+    rendered = _table(ctx, R.ROWS, N.TABLE1_ACC, N.TABLE1_F, N.SETTINGS)
+    rendered.notes.insert(1, LWF_NOTE)
+    return rendered
 
 
 def render_table2(ctx: Context) -> Rendered:

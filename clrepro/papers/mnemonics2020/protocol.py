@@ -31,6 +31,7 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "weight_transfer.scale": "kernel",  # D11: kernel (official code's shape) | filter
     "weight_transfer.shift": "code",  # D11: code (convs with a bias only) | all | none
     "precision": "fp32",  # fp32 (fidelity) | bf16 autocast in the phase trainer's steps
+    "bic.bias_layers": "newest",  # newest (BiC Eq. 5) | all (every phase's layer: FACIL, BiC code)
     "data_seed": 0,
 }
 VARIANT_KEYS = ("variant", "phases.merge")
@@ -51,7 +52,11 @@ MNEMONICS_LR = INNER_LR = FINETUNE_LR = 0.01
 FINETUNE_EPOCHS = {"full": 50, "quick": 5, "smoke": 1}
 KD_LAMBDA, KD_TAU = 0.5, 2.0
 LUCIR = {"lucir.lambda_base": 5.0, "lucir.k": 2, "lucir.margin": 0.5}
-BIC = {"bic.val_fraction": 0.1, "bic.epochs": {"full": 50, "quick": 10, "smoke": 2}, "bic.lr": 0.01}
+# BiC (amended spec §4.3): a balanced validation part, 10 % of each class's exemplar budget
+# (BiC §6.1: 9:1); stage 2 as BiC's code does it (FACIL approach/bic.py: 200 epochs of SGD
+# with momentum 0.9 at the network's lr, mini-batches of its batch size, 0.1 * beta^2 / 2)
+BIC = {"bic.val_fraction": 0.1, "bic.epochs": {"full": 200, "quick": 200, "smoke": 2}, "bic.lr": LR,
+       "bic.momentum": 0.9, "bic.beta_l2": 0.1}
 
 METHODS = ("lwf_cil", "icarl_cil", "bic", "lucir")
 PHASES = (5, 10, 25)
@@ -185,8 +190,9 @@ def hyperparams(spec: RunSpec, options: dict[str, Any]) -> dict[str, Any]:
     elif spec.method == "lwf_cil":
         hp.update({"kd.lambda": KD_LAMBDA, "kd.tau": KD_TAU, "kd.form": options["kd.form"]})
     elif spec.method == "bic":
-        hp.update({"kd.tau": KD_TAU, "bic.val_fraction": BIC["bic.val_fraction"],
-                   "bic.epochs": BIC["bic.epochs"][scale], "bic.lr": BIC["bic.lr"]})
+        hp.update({"kd.tau": KD_TAU, **BIC, "bic.epochs": BIC["bic.epochs"][scale]})
+        if options["bic.bias_layers"] != OPTION_DEFAULTS["bic.bias_layers"]:
+            hp["bic.bias_layers"] = options["bic.bias_layers"]
     elif spec.method == "lucir":
         hp.update(LUCIR)
     return hp
