@@ -35,7 +35,8 @@ def up_to_date(out: Path, protocol: dict[str, Any], artifacts: Path | None) -> b
 
 
 def run_batch(runs: dict[str, dict[str, Any]], data: dict[str, Any], prepared: str | Path,
-              device: str = "auto", threads: int = 1, gpu: bool = False) -> dict[str, str]:
+              device: str = "auto", threads: int = 1, gpu: bool = False,
+              precision: str = "fp32") -> dict[str, str]:
     """Train every run of `runs` (record path -> {protocol, artifacts, log}) that lacks an
     up-to-date record; returns record path -> 'done' | 'up to date' | 'failed: ...'.
     `gpu`: the job holds a GPU (device auto then uses it)."""
@@ -56,7 +57,8 @@ def run_batch(runs: dict[str, dict[str, Any]], data: dict[str, Any], prepared: s
         handler = _run_log(entry.get("log"))
         try:
             run_job({**protocol, "data": data, "gpu": gpu}, out, prepared, device=device,
-                    threads=threads, artifacts_out=artifacts, tensors=tensors)
+                    threads=threads, artifacts_out=artifacts, tensors=tensors,
+                    precision=precision)
         except Exception as exc:  # the other runs of the batch still go ahead
             log.exception("run %s failed", out)
             outcome[out] = f"failed: {type(exc).__name__}: {exc}"

@@ -57,15 +57,18 @@ def cmd_run(args) -> int:
     if args.job:
         desc = json.loads(args.job)
         device = args.device or "auto"
+        precision = args.precision or "fp32"
         data = args.data
     else:
         p = _plan(args)
         desc = p.run_job(args.out).description(p.data)
         device = args.device or p.config["device"]
+        precision = args.precision or p.config["precision"]
         data = args.data or str(p.benchmark_path(desc["benchmark"]["name"]))
     if not data:
         raise UsageError("--data is required with --job")
-    record = run_job(desc, args.out, data, device=device, threads=args.threads)
+    record = run_job(desc, args.out, data, device=device, threads=args.threads,
+                     precision=precision)
     return 0 if record["status"] in ("ok", "diverged") else 1
 
 
@@ -154,6 +157,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="prepared benchmark tensors (.pt)")
     p.add_argument("--device", help="auto | cpu | cuda[:i]")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--precision", choices=["fp32", "tf32", "bf16"],
+                   help="float32 numerics on a GPU (default: the config's, fp32)")
     p.set_defaults(func=cmd_run)
 
     p = with_config(sub.add_parser("data", help="prepare (or --check) benchmark tensors"))
