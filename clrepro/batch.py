@@ -36,7 +36,7 @@ def up_to_date(out: Path, protocol: dict[str, Any], artifacts: Path | None) -> b
 
 def run_batch(runs: dict[str, dict[str, Any]], data: dict[str, Any], prepared: str | Path,
               device: str = "auto", threads: int = 1, gpu: bool = False,
-              precision: str = "fp32") -> dict[str, str]:
+              precision: str = "fp32", gpu_slots: int = 1) -> dict[str, str]:
     """Train every run of `runs` (record path -> {protocol, artifacts, log}) that lacks an
     up-to-date record; returns record path -> 'done' | 'up to date' | 'failed: ...'.
     `gpu`: the job holds a GPU (device auto then uses it)."""
@@ -58,7 +58,7 @@ def run_batch(runs: dict[str, dict[str, Any]], data: dict[str, Any], prepared: s
         try:
             run_job({**protocol, "data": data, "gpu": gpu}, out, prepared, device=device,
                     threads=threads, artifacts_out=artifacts, tensors=tensors,
-                    precision=precision)
+                    precision=precision, gpu_slots=gpu_slots)
         except Exception as exc:  # the other runs of the batch still go ahead
             log.exception("run %s failed", out)
             outcome[out] = f"failed: {type(exc).__name__}: {exc}"

@@ -58,17 +58,19 @@ def cmd_run(args) -> int:
         desc = json.loads(args.job)
         device = args.device or "auto"
         precision = args.precision or "fp32"
+        slots = 1
         data = args.data
     else:
         p = _plan(args)
         desc = p.run_job(args.out).description(p.data)
         device = args.device or p.config["device"]
         precision = args.precision or p.config["precision"]
+        slots = p.config["gpu_slots"]
         data = args.data or str(p.benchmark_path(desc["benchmark"]["name"]))
     if not data:
         raise UsageError("--data is required with --job")
     record = run_job(desc, args.out, data, device=device, threads=args.threads,
-                     precision=precision)
+                     precision=precision, gpu_slots=slots)
     return 0 if record["status"] in ("ok", "diverged") else 1
 
 

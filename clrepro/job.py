@@ -81,12 +81,12 @@ def checkpoint_path(out: Path) -> Path:
 def run_job(desc: dict[str, Any], out: str | Path, prepared: str | Path, device: str = "auto",
             threads: int = 1, artifacts_out: str | Path | None = None,
             tensors: dict[str, torch.Tensor] | None = None,
-            precision: str = "fp32") -> dict[str, Any]:
+            precision: str = "fp32", gpu_slots: int = 1) -> dict[str, Any]:
     """Train the run `desc` describes and write its record to `out` (and, if asked, the
     tensors the method keeps for figures to `artifacts_out`, written first). `tensors`: the
     prepared benchmark already loaded and verified (clrepro.batch), else read from
     `prepared`. `precision`: the config's fp32 | tf32 | bf16 (not part of the protocol, like
-    the device; recorded in the provenance)."""
+    the device; recorded in the provenance). `gpu_slots`: processes sharing one GPU."""
     out = Path(out)
     spec = RunSpec.from_dict(desc["spec"])
     if RunSpec.from_path(out) != spec:
@@ -97,7 +97,7 @@ def run_job(desc: dict[str, Any], out: str | Path, prepared: str | Path, device:
     defn = BenchmarkDef.from_dict(desc["benchmark"])
     settings = DataSettings.from_config(desc["data"])
     torch.set_num_threads(threads)
-    dev = choose_device(device, desc.get("gpu", False))
+    dev = choose_device(device, desc.get("gpu", False), gpu_slots)
     method = get_method(spec.method)
     used = run_precision(precision, hp, method.trainer)
     make_deterministic(dev, "tf32" if used == "tf32" else "fp32")

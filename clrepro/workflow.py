@@ -63,7 +63,7 @@ def train(snakemake: Any) -> None:
                 "gpu": int(snakemake.resources.get("gpu", 0)) > 0}
         run_job(desc, snakemake.output[0], snakemake.input.pt, device=config["device"],
                 threads=snakemake.threads, artifacts_out=getattr(snakemake.output, "artifacts", None),
-                precision=config["precision"])
+                precision=config["precision"], gpu_slots=config["gpu_slots"])
 
     _logged(snakemake, body)
 
@@ -77,7 +77,7 @@ def train_batch(snakemake: Any) -> None:
         outcome = run_batch(snakemake.params.runs, config["data"], snakemake.input.pt,
                             device=config["device"], threads=snakemake.threads,
                             gpu=int(snakemake.resources.get("gpu", 0)) > 0,
-                            precision=config["precision"])
+                            precision=config["precision"], gpu_slots=config["gpu_slots"])
         failed = {k: v for k, v in outcome.items() if v.startswith("failed")}
         if failed:
             raise RuntimeError(f"{len(failed)} of {len(outcome)} runs failed (their own logs "
