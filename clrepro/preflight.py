@@ -36,7 +36,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 SOURCES = {"mnist": (1, 28, 10), "fashion_mnist": (1, 28, 10), "cifar10": (3, 32, 10),
            "cifar100": (3, 32, 100), "svhn": (3, 32, 10), "miniimagenet": (3, 84, 100),
            "imagenet": (3, 224, 1000), "imagenet_subset": (3, 224, 100),
-           "core50": (3, 128, 50)}
+           "core50": (3, 128, 50), "digits": (1, 8, 10)}
 GB = 1024 ** 3
 
 
@@ -166,7 +166,7 @@ def estimate(method_cls, hp: dict[str, Any], shape: tuple[int, int, int], n_clas
              n_tasks: int, device: str = "meta", task_incremental: bool = False) -> Estimate:
     """Peak memory of `method_cls` (with run hyperparameters `hp`) on `device` (meta: the
     estimate; cpu: real allocations, for the tests)."""
-    from clrepro.methods.base import Context
+    from clrepro.methods.base import Context, TaskStream
 
     dev = torch.device(device)
     tracker = LiveBytes(dev.type)
@@ -175,19 +175,23 @@ def estimate(method_cls, hp: dict[str, Any], shape: tuple[int, int, int], n_clas
     per_task = max(1, n_classes // n_tasks)
     with tracker, _MetaReads():
         mask = None
-        if task_incremental:
-            mask = torch.zeros(n_tasks, n_classes, dtype=torch.bool, device=dev)
+        if task_incremental:  # task k's head: classes k*per_task ..
+            mask = (torch.arange(n_classes) // per_task)[None, :] == torch.arange(n_tasks)[:, None]
+            mask = mask.to(dev)
+        norm = ([0.5] * shape[0], [0.25] * shape[0])  # any statistics: they change no size
         ctx = Context(shape, n_classes, n_tasks, mask, dev, torch.Generator().manual_seed(0),
-                      [batch * 10] * n_tasks, 0, None, 0,
-                      [list(range(k * per_task, (k + 1) * per_task)) for k in range(n_tasks)])
+                      [batch * 10] * n_tasks, 0, norm, 0,
+                      [list(range(k * per_task, (k + 1) * per_task)) for k in range(n_tasks)],
+                      lambda backbone: None)  # pretrained backbones: the shapes, random weights
         method = method_cls(ctx, hp)
         x = torch.zeros(batch, *shape, device=dev)
         y = torch.zeros(batch, dtype=torch.long, device=dev)
         tasks = torch.zeros(batch, dtype=torch.long, device=dev)
         try:
-            method.begin_task(n_tasks - 1)
+            method.begin_task(n_tasks - 1, TaskStream(x, y))
             tasks.fill_(n_tasks - 1)
-            for _ in range(2):
+            for step in range(2):
+                method.step, method.batch_ids = step, torch.arange(batch, device=dev)
                 method.observe(x, y, tasks)
         except Exception as exc:  # e.g. unique on meta: a plain step of the same network
             step, note = "generic", f"{type(exc).__name__}: {exc}"[:60]
