@@ -36,7 +36,8 @@ def up_to_date(out: Path, protocol: dict[str, Any], artifacts: Path | None) -> b
 
 
 def run_batch(runs: dict[str, dict[str, Any]], data: dict[str, Any], prepared: str | Path,
-              device: str = "auto", threads: int = 1, gpu: bool = False) -> dict[str, str]:
+              device: str = "auto", threads: int = 1, gpu: bool = False,
+              precision: str = "fp32", gpu_slots: int = 1) -> dict[str, str]:
     """Train every run of `runs` (record path -> {protocol, artifacts, log}) that lacks an
     up-to-date record; returns record path -> 'done' | 'up to date' | 'failed: ...'.
     `gpu`: the job holds a GPU (device auto then uses it)."""
@@ -59,7 +60,8 @@ def run_batch(runs: dict[str, dict[str, Any]], data: dict[str, Any], prepared: s
             with run_lock(out):  # before its log is opened: another process may hold the run
                 handler = _run_log(entry.get("log"))
                 run_job({**protocol, "data": data, "gpu": gpu}, out, prepared, device=device,
-                        threads=threads, artifacts_out=artifacts, tensors=tensors)
+                        threads=threads, artifacts_out=artifacts, tensors=tensors,
+                        precision=precision, gpu_slots=gpu_slots)
         except RunLockedError as exc:
             log.error("%s", exc)
             outcome[out] = f"failed: {exc}"

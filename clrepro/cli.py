@@ -65,7 +65,39 @@ def cmd_plan(args) -> int:
     if args.runs:
         for path, job in sorted(p.runs.items()):
             print(path, "gpu" if job.resources["gpu"] else "cpu")
+    if args.memory:
+        print_memory(p)
     return 0
+
+
+def print_memory(p) -> None:
+    """The memory pre-flight (clrepro.preflight) as one table per paper, one row per run
+    class (benchmark and method; the largest of its settings), and a warning naming every
+    GPU run class over gpu_memory_gb."""
+    from clrepro.preflight import plan_memory
+
+    limit = p.config["gpu_memory_gb"]
+    classes: dict[tuple[str, str, str], dict] = {}
+    for row in plan_memory(p):
+        key = (row["paper"], row["benchmark"], row["method"])
+        if key not in classes:
+            classes[key] = {**row, "runs": 0}
+        if row["estimate"].peak_bytes > classes[key]["estimate"].peak_bytes:
+            classes[key].update(estimate=row["estimate"], run=row["run"])
+        classes[key]["runs"] += row["runs"]
+    over = []
+    for paper in sorted({k[0] for k in classes}):
+        print(f"\n{paper}: estimated peak GPU memory per run (GB; limit gpu_memory_gb = {limit:g})")
+        print(f"  {'benchmark':34s} {'method':18s} {'runs':>5s} {'device':6s} {'peak GB':>8s}  step")
+        for (_, benchmark, method), row in sorted((k, v) for k, v in classes.items() if k[0] == paper):
+            est = row["estimate"]
+            peak = "?" if est.peak_bytes < 0 else f"{est.gb:.2f}"
+            print(f"  {benchmark:34s} {method:18s} {row['runs']:5d} {'gpu' if row['gpu'] else 'cpu':6s} "
+                  f"{peak:>8s}  {est.step}{' (' + est.note + ')' if est.note else ''}")
+            if row["gpu"] and est.gb > limit:
+                over.append(f"{row['run']} ({est.gb:.1f} GB)")
+    if over:
+        log.warning("%d run class(es) may not fit a %g GB GPU: %s", len(over), limit, "; ".join(over))
 
 
 def cmd_run(args) -> int:
@@ -74,18 +106,22 @@ def cmd_run(args) -> int:
     if args.job:
         desc = json.loads(args.job)
         device = args.device or "auto"
+        precision = args.precision or "fp32"
+        slots = 1
         data = args.data
     else:
         p = _plan(args)
         desc = p.run_job(args.out).description(p.data)
         device = args.device or p.config["device"]
+        precision = args.precision or p.config["precision"]
+        slots = p.config["gpu_slots"]
         data = args.data or str(p.benchmark_path(desc["benchmark"]["name"]))
     if not data:
         raise UsageError("--data is required with --job")
     _check_existing_record(Path(args.out), desc, args.force)
     # a file given with --data is an input: read, never rebuilt in place
     record = run_job(desc, args.out, data, device=device, threads=args.threads,
-                     rebuild_data=args.data is None)
+                     rebuild_data=args.data is None, precision=precision, gpu_slots=slots)
     return 0 if record["status"] in ("ok", "diverged") else 1
 
 
@@ -232,6 +268,8 @@ def parser() -> argparse.ArgumentParser:
 
     p = with_config(sub.add_parser("plan", help="show what the config asks for"))
     p.add_argument("--runs", action="store_true", help="list every run path")
+    p.add_argument("--memory", action="store_true",
+                   help="estimate each run class's peak GPU memory on the CPU (imports torch)")
     p.set_defaults(func=cmd_plan)
 
     p = with_config(sub.add_parser("run", help="train one run and write its record"))
@@ -242,6 +280,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--force", action="store_true",
                    help="train even if OUT holds a record (it is replaced)")
+    p.add_argument("--precision", choices=["fp32", "tf32", "bf16"],
+                   help="float32 numerics on a GPU (default: the config's, fp32)")
     p.set_defaults(func=cmd_run)
 
     p = with_config(sub.add_parser("data", help="prepare (or --check) benchmark tensors"))

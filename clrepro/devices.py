@@ -5,6 +5,11 @@ at once, but nothing tells each which GPU to take. Each job therefore claims a f
 itself with a lock file per device (fcntl locks vanish when the process dies, even with
 kill -9, so a crashed job never leaves its GPU claimed) and narrows CUDA_VISIBLE_DEVICES to
 it before CUDA is initialised, so the job (and anything it starts) sees only its own GPU.
+
+Small runs (GEM's and GMED's MLPs) use a sliver of a GPU: with `gpu_slots` k, each GPU has k
+lock files (slot s is on GPU s mod N), so k training processes share each device and
+`--resources gpu=N*k` lets Snakemake start that many. A run's numbers do not depend on what
+shares its GPU (deterministic kernels; each process has its own CUDA context and streams).
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ def lock_dir() -> Path:
 
 def acquire_slot(n_slots: int, directory: Path | None = None, timeout_s: float = 3600.0,
                  poll_s: float = 1.0) -> int:
-    """Claim one of `n_slots` devices for the rest of this process; wait while all are taken."""
+    """Claim one of `n_slots` slots (devices x processes per device) for the rest of this
+    process; wait while all are taken."""
     directory = directory or lock_dir()
     deadline = time.monotonic() + timeout_s
     while True:
@@ -51,7 +57,7 @@ def acquire_slot(n_slots: int, directory: Path | None = None, timeout_s: float =
         if time.monotonic() > deadline:
             raise TimeoutError(f"all {n_slots} GPUs stayed claimed for {timeout_s:.0f}s "
                                f"(locks in {directory}); is --resources gpu larger than the "
-                               f"number of GPUs?")
+                               f"number of GPUs times gpu_slots?")
         time.sleep(poll_s)
 
 
@@ -84,9 +90,22 @@ def check_device_name(preference: str) -> str:
     return preference
 
 
-def choose_device(preference: str, wants_gpu: bool) -> torch.device:
-    """cpu | cuda:N as asked; `auto` (and a bare `cuda`) = a free GPU for runs that want one.
-    Must run before anything initialises CUDA in this process."""
+def claim_gpu(gpus: list[str], slots_per_gpu: int = 1, directory: Path | None = None,
+              timeout_s: float = 3600.0) -> str:
+    """Claim a slot on one of `gpus` (slot s is on gpus[s % len(gpus)], so free slots fill
+    the GPUs evenly) and narrow CUDA_VISIBLE_DEVICES to that GPU; returns its id."""
+    slot = acquire_slot(len(gpus) * slots_per_gpu, directory, timeout_s)
+    gpu = gpus[slot % len(gpus)]
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    log.info("claimed GPU %s (slot %d of %d, %d per GPU)", gpu, slot, len(gpus) * slots_per_gpu,
+             slots_per_gpu)
+    return gpu
+
+
+def choose_device(preference: str, wants_gpu: bool, slots_per_gpu: int = 1) -> torch.device:
+    """cpu | cuda:N as asked; `auto` (and a bare `cuda`) = a free GPU for runs that want one
+    (`slots_per_gpu` processes per GPU). Must run before anything initialises CUDA in this
+    process."""
     check_device_name(preference)
     if preference == "cpu" or (preference == "auto" and not wants_gpu):
         return torch.device("cpu")
@@ -95,10 +114,8 @@ def choose_device(preference: str, wants_gpu: bool) -> torch.device:
             raise DeviceError(NO_CUDA.format(preference))
         return torch.device(preference)
     gpus = visible_gpus()
-    if len(gpus) > 1:
-        slot = acquire_slot(len(gpus))
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[slot]
-        log.info("claimed GPU %s (slot %d of %d)", gpus[slot], slot, len(gpus))
+    if len(gpus) > 1 or (gpus and slots_per_gpu > 1):
+        claim_gpu(gpus, slots_per_gpu)
     if not torch.cuda.is_available():
         if preference == "cuda":
             raise DeviceError(NO_CUDA.format(preference))

@@ -33,7 +33,21 @@ from clrepro.tuning import resolve as resolve_tuned
 log = logging.getLogger("clrepro")
 
 
-def make_deterministic(device: torch.device) -> None:
+# fp32: IEEE float32 everywhere (the papers' protocols); tf32: TensorFloat-32 for CUDA
+# convolutions and matmuls; bf16: fp32 (IEEE) plus bfloat16 autocast in the phase trainer's
+# steps (the online trainer has no autocast: its runs stay fp32, and their provenance says so)
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def make_deterministic(device: torch.device, precision: str = "fp32") -> None:
+    """Deterministic kernels and the float32 numerics `precision` asks for. PyTorch's default
+    lets cuDNN convolve in TF32 (torch.backends.cudnn.conv.fp32_precision == "tf32"), i.e.
+    with a 10-bit mantissa on Ampere and later GPUs: every flag is set here, both ways, so
+    that a job never inherits an earlier job's choice in the same process (clrepro.batch).
+    Only the new fp32_precision API is used: mixing it with the legacy allow_tf32 flags is
+    an error in torch >= 2.9."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     # MKL's conditional numerical reproducibility: the same matrix products whatever the
     # thread count (measured: 1 vs 2 threads differ in the last bits without it). MKL reads it
     # at its first call, which comes after this in a job. oneDNN's convolution weight
@@ -44,6 +58,27 @@ def make_deterministic(device: torch.device) -> None:
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
     torch.use_deterministic_algorithms(True, warn_only=True)
+    mode = "tf32" if precision == "tf32" else "ieee"
+    torch.backends.cudnn.conv.fp32_precision = mode
+    torch.backends.cudnn.rnn.fp32_precision = mode
+    torch.backends.cuda.matmul.fp32_precision = mode
+
+
+def run_precision(requested: str, hp: dict[str, Any], trainer: str) -> str:
+    """The precision a run trains in: a paper protocol's own `precision: bf16` (Mnemonics'
+    option, part of the run's protocol) wins; bf16 asked by the config applies to the phase
+    trainer only (the one with autocast); otherwise what the config asks (fp32 | tf32)."""
+    if hp.get("precision") == "bf16":
+        return "bf16"
+    if requested == "bf16":
+        return "bf16" if trainer == "phases" else "fp32"
+    return requested
+
+
+def precision_flags() -> dict[str, str]:
+    """What the job's float32 numerics were, for the record's provenance."""
+    return {"cudnn_conv": torch.backends.cudnn.conv.fp32_precision,
+            "cuda_matmul": torch.backends.cuda.matmul.fp32_precision}
 
 
 def checkpoint_path(out: Path) -> Path:
@@ -60,12 +95,15 @@ def run_job(desc: dict[str, Any], out: str | Path, *args, **kwargs) -> dict[str,
 def train_job(desc: dict[str, Any], out: str | Path, prepared: str | Path, device: str = "auto",
             threads: int = 1, artifacts_out: str | Path | None = None,
             tensors: dict[str, torch.Tensor] | None = None,
-            rebuild_data: bool = True) -> dict[str, Any]:
+            rebuild_data: bool = True, precision: str = "fp32",
+            gpu_slots: int = 1) -> dict[str, Any]:
     """Train the run `desc` describes and write its record to `out` (and, if asked, the
     tensors the method keeps for figures to `artifacts_out`, written first). `tensors`: the
     prepared benchmark already loaded and verified (clrepro.batch), else read from
     `prepared` (rebuilt there when stale, unless `rebuild_data` is false: a file the user
-    handed over is only read)."""
+    handed over is only read). `precision`: the config's fp32 | tf32 | bf16 (not part of
+    the protocol, like the device; recorded in the provenance). `gpu_slots`: processes
+    sharing one GPU."""
     out = Path(out)
     spec = RunSpec.from_dict(desc["spec"])
     if RunSpec.from_path(out) != spec:
@@ -76,8 +114,12 @@ def train_job(desc: dict[str, Any], out: str | Path, prepared: str | Path, devic
     defn = BenchmarkDef.from_dict(desc["benchmark"])
     settings = DataSettings.from_config(desc["data"])
     torch.set_num_threads(threads)
-    dev = choose_device(device, desc.get("gpu", False))
-    make_deterministic(dev)
+    dev = choose_device(device, desc.get("gpu", False), gpu_slots)
+    method = get_method(spec.method)
+    used = run_precision(precision, hp, method.trainer)
+    make_deterministic(dev, "tf32" if used == "tf32" else "fp32")
+    if used != precision:
+        log.info("precision %s asked; this run trains in %s", precision, used)
     log.info("run %s on %s, seed %d, memory %d, epochs %d (%s, %d thread%s)", spec.label,
              spec.benchmark, spec.seed, spec.memory, spec.epochs, dev, threads,
              "" if threads == 1 else "s")
@@ -96,12 +138,13 @@ def train_job(desc: dict[str, Any], out: str | Path, prepared: str | Path, devic
     else:
         bench = materialize(tensors, defn, spec.seed)
     ckpt = checkpoint_path(out)
-    method = get_method(spec.method)
     weights_used: dict[str, dict[str, str]] = {}
     desc_ = f"{spec.label} {spec.benchmark} s{spec.seed}"
     if method.trainer == "phases":
         # a file-backed benchmark's images are decoded by one DataLoader worker per thread
         workers = threads if defn.file_backed else 0
+        if used == "bf16":  # the phase trainer's autocast switch
+            hp = {**hp, "precision": "bf16"}
         measured = train_phases(bench, method, hp, spec.seed, spec.epochs, dev, checkpoint=ckpt,
                                 desc=desc_, workers=workers)
     else:
@@ -130,7 +173,8 @@ def train_job(desc: dict[str, Any], out: str | Path, prepared: str | Path, devic
         "benchmark": bench.manifest(),
         "metrics": summary,
         **measured,
-        "provenance": {**provenance(str(dev), threads), "weights": weights_used},
+        "provenance": {**provenance(str(dev), threads), "weights": weights_used,
+                       "precision": {"mode": used, **precision_flags()}},
     }
     write_record(out, record)
     ckpt.unlink(missing_ok=True)

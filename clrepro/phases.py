@@ -191,7 +191,7 @@ def train_phases(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any],
         "timings": {"train_s": state["train_s"], "eval_s": state["eval_s"],
                     "wall_s": time.perf_counter() - t_run, "batches": state["global"],
                     "resumed": state["resumed"]},
-        "counters": method.counters, "memory_bytes": method.memory_bytes(),
+        "counters": method.counter_values(), "memory_bytes": method.memory_bytes(),
         "artifacts": method.artifacts() if state["status"] == "ok" else {},
     }
 

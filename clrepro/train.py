@@ -320,7 +320,7 @@ def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], se
         "timings": {"train_s": state["train_s"], "eval_s": state["eval_s"],
                     "wall_s": time.perf_counter() - t_run, "batches": state["global"],
                     "resumed": state["resumed"]},
-        "counters": method.counters,
+        "counters": method.counter_values(),
         "memory_bytes": method.memory_bytes(),
         "artifacts": _artifacts(method, hp, evaluate, seed) if state["status"] == "ok" else {},
     }

@@ -72,7 +72,8 @@ def train(snakemake: Any) -> None:
         desc = {**snakemake.params.protocol, "data": config["data"],
                 "gpu": int(snakemake.resources.get("gpu", 0)) > 0}
         run_job(desc, snakemake.output[0], snakemake.input.pt, device=config["device"],
-                threads=snakemake.threads, artifacts_out=getattr(snakemake.output, "artifacts", None))
+                threads=snakemake.threads, artifacts_out=getattr(snakemake.output, "artifacts", None),
+                precision=config["precision"], gpu_slots=config["gpu_slots"])
 
     _locked(snakemake, body)
 
@@ -85,7 +86,8 @@ def train_batch(snakemake: Any) -> None:
         config = _config(snakemake)
         outcome = run_batch(snakemake.params.runs, config["data"], snakemake.input.pt,
                             device=config["device"], threads=snakemake.threads,
-                            gpu=int(snakemake.resources.get("gpu", 0)) > 0)
+                            gpu=int(snakemake.resources.get("gpu", 0)) > 0,
+                            precision=config["precision"], gpu_slots=config["gpu_slots"])
         failed = {k: v for k, v in outcome.items() if v.startswith("failed")}
         if failed:
             raise RuntimeError(f"{len(failed)} of {len(outcome)} runs failed (their own logs "

@@ -1,5 +1,6 @@
 """GPU slot claiming for multi-GPU workstations (Snakemake only counts GPUs)."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -61,3 +62,19 @@ def test_a_job_sees_only_the_gpu_it_claimed(tmp_path, held, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")  # a second job on the same machine
     devices.choose_device("auto", True)
     assert devices.visible_gpus() == ["5"]
+
+
+def test_gpu_slots_let_k_processes_share_each_gpu(tmp_path, held, monkeypatch):
+    # 2 GPUs, 3 slots each: six claims (one per process; a lock is per open file, so the
+    # claims of one process exclude each other as those of six would), three on each GPU;
+    # a seventh waits
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,7")
+    claimed = []
+    for _ in range(6):
+        claimed.append(devices.claim_gpu(["4", "7"], 3, tmp_path, timeout_s=1))
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == claimed[-1]  # it sees only its GPU
+    assert sorted(claimed) == ["4", "4", "4", "7", "7", "7"]
+    with pytest.raises(TimeoutError, match="all 6 GPUs"):
+        devices.claim_gpu(["4", "7"], 3, tmp_path, timeout_s=0.2)
+    held.pop(1).close()  # the job in slot 1 (on GPU 7) ends: its slot is free again
+    assert devices.claim_gpu(["4", "7"], 3, tmp_path, timeout_s=1) == "7"

@@ -9,13 +9,16 @@ from clrepro.methods.base import Method, register
 from clrepro.methods.grads import flat_grad, set_flat_grad
 
 
-def agem_project(g: torch.Tensor, g_ref: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+def agem_project(g: torch.Tensor, g_ref: torch.Tensor, eps: float = 1e-12
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A-GEM's closed form: if <g, g_ref> < 0, g - (g.g_ref / (g_ref.g_ref + eps)) g_ref,
-    the projection of g onto the half-space {v : <v, g_ref> >= 0}; else g unchanged."""
+    the projection of g onto the half-space {v : <v, g_ref> >= 0}; else g unchanged.
+    Returns (that gradient, whether it was projected as a 0-dim tensor): both are chosen on
+    the device, so a step never waits for the host to read the sign."""
     dot = torch.dot(g, g_ref)
-    if dot >= 0:
-        return g
-    return g - (dot / (torch.dot(g_ref, g_ref) + eps)) * g_ref
+    violated = dot < 0
+    projected = g - (dot / (torch.dot(g_ref, g_ref) + eps)) * g_ref
+    return torch.where(violated, projected, g), violated
 
 
 @register
@@ -50,9 +53,8 @@ class AGEM(Method):
         self.loss(x, y, tasks).backward()
         if g_ref is not None:
             g = flat_grad(self.params)
-            projected = agem_project(g, g_ref)
-            if projected is not g:
-                self.count("projections")
-                set_flat_grad(self.params, projected)
+            projected, violated = agem_project(g, g_ref)
+            self.count("projections", violated.long())  # a device count: no sync per step
+            set_flat_grad(self.params, projected)  # g itself where nothing was violated
         self.opt.step()
         self.memory.add(x, y, tasks)

@@ -179,8 +179,15 @@ class Method:
         self.loss(x, y, tasks).backward()
         self.opt.step()
 
-    def count(self, key: str, n: int = 1) -> None:
+    def count(self, key: str, n: int | torch.Tensor = 1) -> None:
+        """Add n to a counter; n may be a 0-dim device tensor (counted without a sync)."""
         self.counters[key] = self.counters.get(key, 0) + n
+
+    def counter_values(self) -> dict[str, int]:
+        """The counters as numbers (one host read each, at the end of a run). A device count
+        that stayed 0 is left out, as a counter that was never counted."""
+        return {k: int(v) for k, v in self.counters.items()
+                if not (isinstance(v, torch.Tensor) and int(v) == 0)}
 
     # -- memory overhead (BLD §4, spec §4.8): measured from the tensors a method keeps ------
     # Inter-batch: what the method carries from one batch to the next, i.e. its state_attrs
@@ -216,7 +223,8 @@ class Method:
         return sum(_nbytes(getattr(self, a, None)) for a in attrs)
 
     def parameters_finite(self) -> bool:
-        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+        # one host read for the whole network, not one per parameter tensor
+        return bool(torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all())
 
     # -- checkpointing --------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from clrepro.memory import TaskRingMemory
@@ -13,19 +14,20 @@ MARGIN_MODES = ("additive", "lower_bound")
 
 
 def project_gradient(g: torch.Tensor, mem_grads: torch.Tensor, margin: float, margin_mode: str,
-                     eps: float) -> tuple[torch.Tensor | None, int]:
+                     eps: float, host: tuple[np.ndarray, np.ndarray] | None = None
+                     ) -> tuple[torch.Tensor | None, int]:
     """g~ = g + M^T v* with v* from the dual QP (Eq. 11, sign-corrected; see methods.qp).
 
     margin_mode "additive" (paper, default): solve with v >= 0, then add gamma to v*
     ("adding a small constant gamma >= 0 to v*"). "lower_bound" (official code): solve with
     v >= gamma. Computed in float64. Returns (None, retries) if the QP could not be solved.
+    `host`: the QP's Gram matrix M M^T and linear term M g, already on the host (GEM.observe).
     """
     if margin_mode not in MARGIN_MODES:
         raise ValueError(f"gem.margin_mode must be one of {MARGIN_MODES}, got {margin_mode!r}")
     m = mem_grads.double()
     gd = g.double()
-    gram = (m @ m.T).cpu().numpy()
-    mg = (m @ gd).cpu().numpy()
+    gram, mg = host if host is not None else ((m @ m.T).cpu().numpy(), (m @ gd).cpu().numpy())
     v_min = margin if margin_mode == "lower_bound" else 0.0
     result = solve_gem_dual(gram, mg, v_min, eps)
     if result.v is None:
@@ -80,11 +82,16 @@ class GEM(Method):
         self.loss(x, y, tasks).backward()
         if mem_grads is not None:
             g = flat_grad(self.params)
-            if bool((mem_grads @ g < 0).any()):
+            # one device -> host copy per step (the QP runs on the host): the constraints'
+            # signs (float32 dots, exact in float64) with the QP's Gram matrix and linear term
+            t = len(mem_grads)
+            m, gd = mem_grads.double(), g.double()
+            host = torch.cat([(mem_grads @ g).double(), (m @ m.T).flatten(), m @ gd]).cpu().numpy()
+            if bool((host[:t] < 0).any()):
                 self.count("projections")
                 projected, retries = project_gradient(
                     g, mem_grads, self.hp["gem.margin"], self.hp["gem.margin_mode"],
-                    self.hp["gem.qp_eps"])
+                    self.hp["gem.qp_eps"], host=(host[t:t + t * t].reshape(t, t), host[t + t * t:]))
                 self.count("qp_retries", retries)
                 if projected is None:
                     self.count("qp_failures")
