@@ -193,18 +193,19 @@ def test_the_quick_stand_ins_have_the_spec_shapes():
     assert [t.info["angle"] for t in ni.tasks] == [(k - 4) * 5.0 for k in range(8)]
     assert [t.info["brightness"] for t in ni.tasks] == pytest.approx([0.8 + 0.05 * k for k in range(8)])
     assert len(ni.eval_sets()) == 1 and len(ni.eval_sets()[0][1]) == 10000
-    pair = defs["digits79@drl2020.quick"]
-    bench = materialize(prepare(pair, load_source("digits", settings)), pair, 0)
+    pair = defs["fmnist79@drl2020.quick"]
+    bench = materialize(prepare(pair, load_source("fashion_mnist", settings)), pair, 0)
     assert bench.n_classes == 2 and set(bench.tasks[0].train_y.tolist()) == {0, 1}
+    assert bench.input_shape == (1, 28, 28) and len(bench.tasks[0].train_y) == 1000
     nic = defs["nic_fmnist@drl2020.quick"]
     b = materialize(prepare(nic, load_source("fashion_mnist", settings)), nic, 0)
     classes = [int(t.classes[0]) for t in b.tasks]
     assert len(b.tasks) == 40 and min(np.bincount(classes, minlength=10)) >= 2
 
 
-def test_the_full_plan_has_40_runs_and_the_quick_one_three_figure_seeds():
+def test_the_full_plan_has_three_figure_seeds_and_the_quick_one_too():
     full = plan.build({"scale": "full", "papers": ["drl2020"]})
-    assert len(full.runs) == 40  # spec §7: 2 + 2 + 3 x 12
+    assert len(full.runs) == 48  # spec §7's 2 + 2 figure runs with 3 seeds (issue 20) + 3 x 12
     gpu = [r for r in full.runs.values() if r.resources["gpu"]]
     assert len(gpu) == 36 and {r.hp["model"]["backbone"] for r in gpu} == {"resnet50", "resnest50d"}
     assert all(r.hp["lr"] == 0.01 and "optimizer" not in r.hp for r in gpu)
