@@ -310,8 +310,23 @@ def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], se
                     "resumed": state["resumed"]},
         "counters": method.counters,
         "memory_bytes": method.memory_bytes(),
+        "peak_memory": peak_memory(device),
         "artifacts": _artifacts(method, hp, evaluate, seed) if state["status"] == "ok" else {},
     }
+
+
+def peak_memory(device: torch.device) -> dict[str, float]:
+    """Peak memory of the process so far, in MiB: resident host memory (ru_maxrss; a job runs
+    one run per process, so this is the run's peak, data included) and, on a GPU, the
+    largest allocation by tensors. Tables that report RAM read it."""
+    import resource
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    out = {"host_rss_mib": rss / (2**20 if sys.platform == "darwin" else 2**10)}
+    if device.type == "cuda":
+        out["device_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out
 
 
 def _artifacts(method: Method, hp: dict[str, Any], evaluate: Evaluator, seed: int) -> dict:

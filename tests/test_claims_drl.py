@@ -112,3 +112,16 @@ def test_track_claims_fail_when_the_ranking_is_reversed(tmp_path):
     for claim in ("C6", "C7", "C8"):
         verdict = check(tmp_path / claim, "drl2020", claim, track_world(reversed_), seeds=SEEDS)
         assert verdict.status == FAILS, (claim, verdict.detail)
+
+
+def test_c9_decides_drl_per_track_rather_than_pooling_the_tracks(tmp_path):
+    """DRL +5 points on NI and Multi-Task-NC, -1 on NIC: a pool of the nine one-seed
+    configurations says 'holds' (mean +3); read per track, NIC contradicts the claim."""
+    def build(spec):
+        _, strategy, drl = configuration(spec)
+        gain = -1.0 if part_of(spec) == "nic" else 5.0
+        acc = 60.0 + 2.0 * ("shuffle", "er", "ber").index(strategy) + (gain if drl else 0.0)
+        return {"R": [[(acc + 0.05 * spec.seed) / 100]]}
+    verdict = check(tmp_path, "drl2020", "C9", build, seeds=[0])
+    assert verdict.status == FAILS, verdict.detail
+    assert "NIC: with DRL > without" in verdict.detail

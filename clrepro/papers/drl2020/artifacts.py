@@ -78,12 +78,16 @@ def frame(ctx: Context) -> pd.DataFrame:
         backbone, strategy, drl = R.configuration(spec)
         part = R.part_of(spec)
         row = {"part": part, "backbone": backbone, "strategy": strategy, "drl": drl,
-               "seed": spec.seed, "status": entry.status, "acc": np.nan, "train_s": np.nan}
+               "seed": spec.seed, "status": entry.status, "acc": np.nan, "train_s": np.nan,
+               "peak_mib": np.nan, "memory_update": None}
         record = ctx.runs.record(spec)
         if record is not None:
             final, sizes = np.array(record["R"][-1], dtype=float), np.array(record["test_sizes"])
             row["acc"] = 100 * float((final * sizes).sum() / sizes.sum())
             row["train_s"] = record["timings"]["train_s"]
+            peak = record.get("peak_memory", {})  # records before issue 20 lack it
+            row["peak_mib"] = peak.get("device_mib", peak.get("host_rss_mib", np.nan))
+            row["memory_update"] = record.get("hp", {}).get("memory.update")
             pairs = pair_data(ctx, spec)
             if pairs is not None:
                 row.update(run_stats(pairs))
@@ -233,6 +237,7 @@ def _track_table(ctx: Context, track: str) -> Rendered:
         rows.append({"backbone": R.BACKBONE_TITLES[None if pd.isna(backbone) else backbone],
                      "strategy": R.STRATEGY_TITLES[strategy], "DRL": "yes" if drl else "no",
                      "accuracy (%)": _cell(ok["acc"]), "train (s)": _cell(ok["train_s"], 0),
+                     "peak memory (MiB)": _cell(ok["peak_mib"], 0),
                      "acc_mean": ok["acc"].mean(),
                      "note": ", ".join(f"seed {s}: {st}" for s, st in zip(failed["seed"],
                                                                          failed["status"]))})
@@ -241,6 +246,7 @@ def _track_table(ctx: Context, track: str) -> Rendered:
     notes = [f"{TRACK_TITLES[track]} track: accuracy on the evaluation set after the single pass. "
              "The paper's Tables 1-3 have no numbers in the target text (spec D7), so only the "
              "qualitative claims C6-C9 are checked."]
+    notes.append(_memory_note(df))
     if ctx.options["drl.form"] == "paper":
         notes.append("DRL in the paper's form L_bt - L_wi on raw dot products (spec D1): it "
                      "rewards same-class dot products without bound. The official code minimises "
@@ -248,6 +254,18 @@ def _track_table(ctx: Context, track: str) -> Rendered:
     if ctx.quick:
         notes.append(QUICK_NOTES["track"])
     return Rendered(table=table, display=display, notes=notes)
+
+
+def _memory_note(df: pd.DataFrame) -> str:
+    """Which memory update the runs used (spec §4.3 Amended 2026-12-07), and what the peak
+    memory column measures."""
+    used = sorted({u for u in df["memory_update"].dropna()}) if "memory_update" in df else []
+    words = {"ring": "a per-class ring buffer keeping each class's latest examples (official "
+                     "code, the default)",
+             "reservoir": "per-class reservoir sampling"}
+    what = "; ".join(words.get(u, u) for u in used) or "not recorded (runs before issue 20)"
+    return (f"Memory update: {what}. Peak memory: the run's peak GPU allocation on a GPU, else "
+            f"the process's peak resident host memory (data included).")
 
 
 def render_table1(ctx: Context) -> Rendered:
