@@ -235,3 +235,108 @@ def test_uint8_images_are_stored_as_uint8_and_drawn_exactly():
     assert other.memory.x.dtype == torch.uint8 and torch.equal(other.memory.x, mem.x)
     assert torch.equal(other.memory.contents()[1], labels)
     assert method.memory_bytes()["data_storage"] < 4 * 4 * 16 * 13 // 2  # not float32
+
+
+# ------------------------------------------------------------- 7. tests that assert more
+
+def test_drl_loss_by_hand_with_three_classes_and_both_terms():
+    from clrepro.methods.drl import drl_loss
+
+    y = torch.tensor([0, 0, 1, 1, 2])
+    h1 = torch.tensor([[1.0], [2.0], [3.0], [-1.0], [2.0]])
+    h2 = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.0], [0.0, 0.0]])
+    # ordered pairs: 20 in all, 4 same-class ((0,1), (2,3) both ways), 16 different-class.
+    # layer 1: all ordered pairs sum (sum h)^2 - sum h^2 = 49 - 19 = 30; same-class
+    #   2 * (1*2) + 2 * (3*-1) = -2; different-class 32.
+    # layer 2: (4, 2).(4, 2) - (1 + 1 + 2 + 4 + 0) = 12; same-class 2 * 0 + 2 * 2 = 4;
+    #   different-class 8.
+    # L_bt = (32 + 8) / 16 = 2.5, L_wi = (-2 + 4) / 4 = 0.5
+    assert drl_loss([h1, h2], y).item() == pytest.approx(2.5 - 0.5)
+    # official code form and normalisation: (40 + 2 * 2) / 25
+    assert drl_loss([h1, h2], y, form="code", norm="b_squared").item() == pytest.approx(44 / 25)
+
+
+def _recording(method):
+    batches = []
+    train_on = method.train_on
+    method.train_on = lambda x, y, t: (batches.append((x.clone(), y.clone())), train_on(x, y, t))
+    return batches
+
+
+def _held_classes_then_new(method, n_old=3, per_class=5):
+    x = torch.rand(n_old * per_class, 1, 2, 2) + 10  # old images: values above 10
+    y = torch.arange(n_old).repeat_interleave(per_class)
+    method.memory.add(x, y, torch.zeros_like(y))
+    new_x = -torch.rand(4, 1, 2, 2)  # the stream batch: negative values, a new class 3
+    return new_x, torch.full((4,), 3)
+
+
+def test_er_trains_on_16_current_then_16_other_classes_after_adding_the_batch():
+    method = _method("er", n_classes=4, **{"replay.batch_size": 32})
+    batches = _recording(method)
+    new_x, new_y = _held_classes_then_new(method)
+    method.observe(new_x, new_y, torch.zeros(4, dtype=torch.long))
+    (bx, by), = batches
+    assert len(by) == 32 and by[:16].eq(3).all() and (by[16:] < 3).all()
+    # class 3 had nothing stored: its 16 come from the stream batch, already in memory
+    assert (bx[:16] < 0).all() and (bx[16:] > 10).all()
+    assert len(method.memory) == 15 + 4
+
+
+def test_ber_adds_the_stream_batch_before_its_balanced_draw():
+    method = _method("ber", n_classes=4, **{"replay.batch_size": 8})
+    batches = _recording(method)
+    new_x, new_y = _held_classes_then_new(method)
+    method.observe(new_x, new_y, torch.zeros(4, dtype=torch.long))
+    (bx, by), = batches
+    assert torch.bincount(by, minlength=4).tolist() == [2, 2, 2, 2]
+    assert (bx[by == 3] < 0).all()  # drawn from the batch just added
+
+
+def test_pretrained_weights_and_imagenet_normalisation_reach_the_model():
+    """representations() of the suite's model equals torchvision's own ResNet-50 forward on
+    the same weights with ImageNet-normalised input (pooled features and logits)."""
+    from torchvision.models import resnet50
+
+    from clrepro.models import build_model
+    from clrepro.models.pretrained import IMAGENET_MEAN, IMAGENET_STD
+
+    torch.manual_seed(0)
+    reference = resnet50(weights=None).eval()
+    state = reference.state_dict()
+    model = build_model({"name": "pretrained", "backbone": "resnet50"}, (3, 32, 32), 1000,
+                        weights=lambda backbone: state).eval()
+    model.head.load_state_dict(reference.fc.state_dict())
+    x = torch.rand(2, 3, 32, 32)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        reps = model.representations(x)
+        logits = reference((x - mean) / std)
+        reference.fc = torch.nn.Identity()
+        features = reference((x - mean) / std)
+        unnormalised = reference(x)
+    torch.testing.assert_close(reps["features"], features, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(reps["logits"], logits, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(reps["features"], unnormalised, rtol=1e-3, atol=1e-4)
+
+
+def test_a_state_dict_with_the_published_resnest50_key_set_loads_strictly():
+    """The key set of timm's resnest50d, which timm defined to load the published file
+    resnest50-528c19ca.pth (476 keys; 405 without BatchNorm's num_batches_tracked, which a
+    file may lack), loads strictly; a missing or an extra key is refused."""
+    timm = pytest.importorskip("timm")
+    from clrepro.models.pretrained import PretrainedBackbone
+
+    state = timm.create_model("resnest50d", pretrained=False).state_dict()
+    assert len(state) == 476 and "fc.weight" in state
+    assert "layer1.0.conv2.fc1.weight" in state and "layer1.0.conv2.bn0.weight" in state  # split attention
+    model = PretrainedBackbone("resnest50d", 4, state_dict=state)
+    assert torch.equal(model.body.layer4[2].conv3.weight, state["layer4.2.conv3.weight"])
+    older = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    assert len(older) == 405
+    PretrainedBackbone("resnest50d", 4, state_dict=older)
+    missing = {k: v for k, v in state.items() if k != "layer1.0.conv2.fc1.weight"}
+    with pytest.raises(RuntimeError, match="Missing key"):
+        PretrainedBackbone("resnest50d", 4, state_dict=missing)
+    with pytest.raises(RuntimeError, match="Unexpected key"):
+        PretrainedBackbone("resnest50d", 4, state_dict={**state, "extra.weight": torch.zeros(1)})
