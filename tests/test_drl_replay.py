@@ -340,3 +340,22 @@ def test_a_state_dict_with_the_published_resnest50_key_set_loads_strictly():
         PretrainedBackbone("resnest50d", 4, state_dict=missing)
     with pytest.raises(RuntimeError, match="Unexpected key"):
         PretrainedBackbone("resnest50d", 4, state_dict={**state, "extra.weight": torch.zeros(1)})
+
+
+# ------------------------------------------------------------------ 6. peak memory per run
+
+def test_a_run_s_peak_memory_is_its_own_not_the_process_s():
+    """A batch job trains several runs in one process: the peak is reset at a run's start."""
+    from pathlib import Path
+
+    from clrepro.train import peak_memory, reset_peak_memory
+
+    if not Path("/proc/self/clear_refs").exists():
+        pytest.skip("resetting the resident-set peak needs Linux /proc")
+    big = torch.ones(200 * 2**20 // 4)
+    big += 1  # touch 200 MiB
+    del big
+    before = peak_memory(CPU)["host_rss_mib"]
+    reset_peak_memory(CPU)
+    after = peak_memory(CPU)["host_rss_mib"]
+    assert after < before - 150
