@@ -222,7 +222,7 @@ def test_uint8_images_are_stored_as_uint8_and_drawn_exactly():
     assert mem.x.dtype == torch.uint8
     stored, labels, _ = mem.contents()
     assert sorted(map(tuple, stored.flatten(1).tolist())) == sorted(map(tuple, raw.flatten(1).tolist()))
-    bx, by, _ = mem.batch(torch.arange(len(mem.x) - 1))
+    bx, _, _ = mem.batch(torch.arange(len(mem.x) - 1))
     assert bx.dtype == torch.float32
     valid = mem.valid()[:-1]
     assert torch.equal(bx[valid], mem.x[:-1][valid].float() / 255)

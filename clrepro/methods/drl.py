@@ -10,6 +10,7 @@ clrepro.memory.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
@@ -70,6 +71,8 @@ class ReplayDRL(Method):
       The stream batch enters the memory after it was trained on.
     ER and BER thus make one update per stream batch, on batches of the same size; shuffle
     makes one per mini-batch of (memory U task), as the paper's "train as usual" says.
+    (During the first task the official code draws uniformly from the whole buffer for both
+    ER and BER; here the strategies' rules apply from the start.)
     """
 
     name = "replay_drl"
@@ -169,7 +172,7 @@ class ReplayDRL(Method):
         slots = torch.zeros(n_mem + n_new, dtype=torch.bool)  # True: the next stream example
         slots[torch.randperm(n_mem + n_new, generator=self.ctx.generator)[:n_new]] = True
         cuts = shuffle_cuts(n_mem + n_new, self.hp["replay.batch_size"])
-        new_per_batch = torch.tensor([int(slots[lo:hi].sum()) for lo, hi in zip(cuts, cuts[1:])])
+        new_per_batch = torch.tensor([int(slots[lo:hi].sum()) for lo, hi in pairwise(cuts)])
         self.pending = {"mem_x": self.memory.x[order], "mem_y": self.memory.y[order],
                         "mem_t": self.memory.t[order], "new": new_per_batch,
                         "cuts": torch.tensor(cuts),
