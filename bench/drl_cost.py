@@ -4,8 +4,10 @@ paper calls DRL "relatively cheap" next to gradient re-projection), and A-GEM's 
 
     python bench/drl_cost.py [--model mlp|small_cnn] [--steps 200] [--threads 1] [--device cpu]
 
-ER and ER + DRL both train on 16 stream + 16 memory examples (spec §4.5); A-GEM takes a
-16-example stream step projected against a 16-example reference gradient. Best of
+ER and ER + DRL add each 16-example stream batch to the class-balanced memory and train on
+32 examples, 16 from the current classes' buffers and 16 from the others (spec §4.3, the
+official code's ER); A-GEM takes a 16-example stream step projected against a 16-example
+reference gradient. Best of
 --repeats, every method timed in this process on the same synthetic Fashion-MNIST-shaped
 batches with a full memory.
 """
@@ -26,7 +28,7 @@ HALF = 16
 def hp(model: str, drl: float) -> dict:
     spec = {"name": "mlp", "hidden": [100, 100]} if model == "mlp" else {"name": "small_cnn"}
     return {"lr": 0.01, "model": spec, "memory": 200, "replay.strategy": "er",
-            "replay.batch_size": HALF, "replay.per_class": 20, "drl.lambda": drl,
+            "replay.batch_size": 2 * HALF, "replay.per_class": 20, "drl.lambda": drl,
             "drl.form": "paper", "drl.norm": "pairs", "drl.layers": "default", "ber.unit": "class",
             "agem.reference_size": HALF}
 

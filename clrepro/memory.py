@@ -125,84 +125,191 @@ class TaskRingMemory:
             setattr(self, key, value)
 
 
-class ClassBalancedMemory:
-    """Up to `per_class` examples of every class seen (DRL spec §4.3 suite default): a full
-    class has a random stored example of its own replaced by the newcomer, so the memory
-    stays balanced however unbalanced the stream is. Task ids are kept as metadata (BER can
-    balance over tasks instead of classes)."""
+UPDATES = ("ring", "reservoir")
+BER_VARIANTS = ("even", "ber0", "ber1", "ber2")
 
-    def __init__(self, per_class: int, input_shape: tuple[int, ...], device: torch.device,
-                 generator: torch.Generator):
-        self.per_class = per_class
+
+class ClassBalancedMemory:
+    """Up to `per_class` examples of every class (DRL spec §4.3, Amended 2026-12-07), kept in
+    one preallocated block of n_classes x per_class slots (plus one scratch slot that takes
+    the writes which are discarded), so that adding and drawing need no host synchronisation.
+
+    update "ring" (default; official code, models/buffer.py with a per-class budget): each
+    class keeps its latest per_class examples. update "reservoir": per-class reservoir
+    sampling (Vitter's Algorithm R within each class): the n-th example of class c (n counted
+    from 1) is stored while n <= per_class, else it replaces slot j ~ U{0..n-1} if
+    j < per_class, so every example of class c seen so far is kept with probability
+    per_class / n_c. Within one batch the examples are offered in order (a later write to a
+    slot wins).
+
+    Images are stored as uint8 once `store_uint8()` is called (the stream's images are uint8;
+    as_float(u) = u / 255 is inverted exactly) and become network input when drawn. Task ids
+    are kept per slot (BER can balance over tasks instead of classes).
+    """
+
+    def __init__(self, per_class: int, n_classes: int, input_shape: tuple[int, ...],
+                 device: torch.device, generator: torch.Generator, update: str = "ring",
+                 n_tasks: int = 1):
+        if update not in UPDATES:
+            raise ValueError(f"memory.update must be one of {UPDATES}, got {update!r}")
+        self.per_class, self.n_classes, self.n_tasks = per_class, n_classes, n_tasks
+        self.update = update
         self.gen = generator
         self.input_shape = tuple(input_shape)
         self.device = device
-        self.x = torch.zeros(0, *input_shape, device=device)
-        self.y = torch.zeros(0, dtype=torch.long, device=device)
-        self.t = torch.zeros(0, dtype=torch.long, device=device)
+        n_slots = per_class * n_classes
+        self.scratch = n_slots  # index of the slot that absorbs discarded writes
+        self.x = torch.zeros(n_slots + 1, *input_shape, device=device)
+        # the class of every slot is fixed: slot s belongs to class s // per_class
+        self.y = (torch.arange(n_slots + 1, device=device) // per_class).clamp(max=n_classes - 1)
+        self.t = torch.zeros(n_slots + 1, dtype=torch.long, device=device)
+        self.seen = torch.zeros(n_classes, dtype=torch.long, device=device)  # offered per class
+        self._classes = torch.arange(n_classes, device=device)
+        self._column = torch.arange(n_slots + 1, device=device) % per_class
+        self._column[-1] = per_class  # the scratch slot is never valid
 
-    def __len__(self) -> int:
-        return len(self.y)
+    def store_uint8(self) -> None:
+        """Keep images as uint8 from now on (call while the memory is empty)."""
+        self.x = torch.zeros(self.x.shape, dtype=torch.uint8, device=self.device)
+
+    def __len__(self) -> int:  # synchronises on a GPU: for boundaries and tests only
+        return int(self.held().sum())
+
+    def held(self) -> torch.Tensor:
+        """Examples held per class [n_classes] (a tensor: no synchronisation)."""
+        return self.seen.clamp(max=self.per_class)
+
+    def valid(self) -> torch.Tensor:
+        """Which slots hold an example [n_slots + 1] (the scratch slot never does)."""
+        return self._column < self.held()[self.y]
 
     def add(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> None:
-        """Offer a batch in order: a class below its quota stores the example; a full class
-        replaces one of its per_class examples (stored or offered earlier in this batch)
-        chosen uniformly at random."""
-        stored: dict[int, torch.Tensor] = {}
-        appended: dict[int, list[int]] = {}  # class -> rows of this batch to append
-        for k, c in enumerate(y.tolist()):
-            if c not in stored:
-                stored[c] = torch.nonzero(self.y == c).flatten()
-            pending = appended.setdefault(c, [])
-            if len(stored[c]) + len(pending) < self.per_class:
-                pending.append(k)
-                continue
-            j = int(torch.randint(self.per_class, (1,), generator=self.gen))
-            if j < len(stored[c]):
-                slot = stored[c][j]
-                self.x[slot], self.y[slot], self.t[slot] = x[k], y[k], t[k]
-            else:
-                pending[j - len(stored[c])] = k
-        rows = [k for pending in appended.values() for k in pending]
-        if rows:
-            rows = torch.tensor(sorted(rows), device=x.device)
-            self.x = torch.cat([self.x, x[rows].to(self.x.dtype)])
-            self.y = torch.cat([self.y, y[rows]])
-            self.t = torch.cat([self.t, t[rows]])
+        onehot = y[:, None] == self._classes[None, :]  # [B, C]; no one_hot (it checks on host)
+        rank = (onehot.cumsum(0) - 1).gather(1, y[:, None]).squeeze(1)  # earlier same-class in batch
+        n = self.seen[y] + rank  # 0-based position of each example in its class's stream
+        if self.update == "ring":
+            column = n % self.per_class
+        else:
+            u = torch.rand(len(y), generator=self.gen, dtype=torch.float64).to(self.device)
+            j = (u * (n + 1).double()).long().clamp(max=n)  # uniform on {0..n}
+            column = torch.where(n < self.per_class, n, j)
+        slot = torch.where(column < self.per_class, y * self.per_class + column,
+                           torch.full_like(y, self.scratch))
+        # a later example wins a slot written twice in this batch (sequential semantics)
+        order = torch.arange(len(y), device=self.device)
+        last = torch.full((self.scratch + 1,), -1, dtype=torch.long, device=self.device)
+        last = last.scatter_reduce(0, slot, order, reduce="amax")
+        slot = torch.where(last[slot] == order, slot, torch.full_like(slot, self.scratch))
+        values = x if self.x.dtype == x.dtype else to_storage(x, self.x.dtype)
+        self.x.index_put_((slot,), values)
+        self.t.index_put_((slot,), t)
+        self.seen += onehot.sum(0)
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The examples in slots idx as network input (float), labels and task ids."""
+        x = self.x[idx]
+        return (x.float().div_(255) if x.dtype == torch.uint8 else x), self.y[idx], self.t[idx]
 
     def units(self, unit: str) -> torch.Tensor:
+        """The balancing unit of every slot: its class, or its task id."""
         return self.y if unit == "class" else self.t
 
-    def balanced(self, k: int, unit: str = "class", include: set[int] | None = None) -> torch.Tensor:
-        """BER (Algorithm 1): k slots drawn evenly over the classes (or tasks) in memory, with
-        replacement within a unit; a remainder goes to randomly chosen units; with fewer
-        slots than units, a random subset of units (always including `include`) is used."""
-        labels = self.units(unit)
-        present = torch.unique(labels).tolist()
-        if not present:
-            return torch.zeros(0, dtype=torch.long, device=self.device)
-        order = torch.randperm(len(present), generator=self.gen).tolist()
-        present = [present[i] for i in order]
-        if k < len(present):
-            must = [u for u in present if include and u in include]
-            present = (must + [u for u in present if u not in must])[:k]
-        share = [k // len(present)] * len(present)
-        for i in range(k - sum(share)):
-            share[i] += 1  # the remainder to the first (randomly ordered) units
-        picks = []
-        for u, n in zip(present, share):
-            slots = torch.nonzero(labels == u).flatten()
-            picks.append(slots[torch.randint(len(slots), (n,), generator=self.gen).to(slots.device)])
-        return torch.cat(picks)
+    def _draw_within(self, units: torch.Tensor, slot_units: torch.Tensor,
+                     allowed: torch.Tensor) -> torch.Tensor:
+        """For every requested unit, one slot drawn uniformly among the valid slots of that
+        unit (with replacement), by inverse CDF on device: [k] slots."""
+        weight = (slot_units[None, :] == units[:, None]) & allowed[None, :]  # [k, S]
+        cdf = weight.cumsum(1)
+        total = cdf[:, -1:]
+        u = torch.rand(len(units), 1, generator=self.gen, dtype=torch.float64).to(self.device)
+        target = (u * total).long().clamp(max=(total - 1).clamp(min=0))
+        return torch.searchsorted(cdf, target, right=True).squeeze(1).clamp(max=self.scratch)
+
+    def balanced(self, k: int, unit: str = "class", include: torch.Tensor | None = None,
+                 variant: str = "even") -> torch.Tensor:
+        """BER (Algorithm 1): k slots drawn evenly over the units (classes or tasks) in
+        memory, with replacement within a unit; the remainder k mod |U| goes to randomly
+        chosen units; with fewer slots than units, a random subset of units that always
+        contains `include` (a bool mask over units: the current ones) is used.
+
+        variant (D5; the official code's BER0/1/2 for batches with at most one slot per
+        unit): "even" and "ber0": the rule above (BER0: one slot per chosen unit, current
+        ones always chosen); "ber1": when k <= |U|, k - 1 units of which one (a current one)
+        gets two slots, so the batch has one same-class pair; "ber2": when k // |U| <= 1,
+        k // 2 units with two slots each (current ones always chosen)."""
+        if variant not in BER_VARIANTS:
+            raise ValueError(f"ber.variant must be one of {BER_VARIANTS}, got {variant!r}")
+        n_units = self.n_classes if unit == "class" else self.n_tasks
+        slot_units = self.units(unit)
+        valid = self.valid()
+        counts = torch.zeros(n_units, dtype=torch.long, device=self.device)
+        present = counts.index_add_(0, slot_units, valid.long()) > 0
+        key = torch.rand(n_units, generator=self.gen).to(self.device)
+        if include is not None:
+            key = key - 2.0 * include.to(self.device).float()  # current units first
+        key = torch.where(present, key, torch.full_like(key, 9.0))
+        ranked = key.argsort()  # present units in random order (current first), then absent
+        n_present = present.sum()
+        share = torch.div(k, n_present.clamp(min=1), rounding_mode="floor")
+        extra = k - share * n_present
+        limit = n_present
+        if variant == "ber1":
+            small = n_present >= k
+            limit = torch.where(small, torch.full_like(limit, k - 1), limit)
+            share = torch.where(small, torch.ones_like(share), share)
+            extra = torch.where(small, torch.ones_like(extra), extra)
+        elif variant == "ber2":
+            small = share <= 1
+            limit = torch.where(small, torch.clamp(n_present, max=k // 2), limit)
+            share = torch.where(small, torch.full_like(share, 2), share)
+            extra = torch.where(small, k - 2 * limit, extra)
+        position = torch.arange(n_units, device=self.device)
+        per_unit = torch.where(position < limit, share + (position < extra).long(),
+                               torch.zeros_like(position))  # by rank
+        draw = torch.searchsorted(per_unit.cumsum(0), torch.arange(k, device=self.device),
+                                  right=True)
+        units = ranked[draw.clamp(max=n_units - 1)]
+        return self._draw_within(units, slot_units, valid)
+
+    def split(self, k: int, current: torch.Tensor) -> torch.Tensor:
+        """ER (official code, models/replay.py): k - k // 2 slots drawn uniformly with
+        replacement from the buffers of the current classes (`current`: a bool mask over
+        classes; those buffers already hold the stream batch) and k // 2 from the other
+        classes' buffers; all k from the current ones while no other class is held."""
+        valid = self.valid()
+        mine = torch.cat([current.to(self.device), current.new_zeros(1, device=self.device)])
+        mine = mine[self.y] & valid
+        other = valid & ~mine
+        other = torch.where(other.any(), other, mine)
+        same = torch.zeros_like(self.y)
+        return torch.cat([self._draw_within(same[:k - k // 2], same, mine),
+                          self._draw_within(same[:k // 2], same, other)])
 
     def uniform(self, k: int) -> torch.Tensor:
-        if len(self) <= k:
-            return torch.arange(len(self), device=self.device)
-        return torch.randperm(len(self), generator=self.gen)[:k].to(self.device)
+        """k slots drawn uniformly with replacement over the held examples."""
+        same = torch.zeros_like(self.y)
+        return self._draw_within(same[:k], same, self.valid())
+
+    def contents(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x as stored, y, t) of the held examples in slot order (synchronises)."""
+        idx = torch.nonzero(self.valid()).flatten()
+        return self.x[idx], self.y[idx], self.t[idx]
+
+    def slots(self) -> torch.Tensor:
+        """Indices of the held slots (synchronises: task boundaries only)."""
+        return torch.nonzero(self.valid()).flatten()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"x": self.x, "y": self.y, "t": self.t}
+        return {"x": self.x, "t": self.t, "seen": self.seen}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key, value in state.items():
             setattr(self, key, value)
+
+
+def to_storage(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Network input in [0, 1] back to the stored dtype (uint8: round(255 x), exact for
+    images that were uint8)."""
+    if dtype == torch.uint8:
+        return x.mul(255).round_().clamp_(0, 255).to(torch.uint8)
+    return x.to(dtype)

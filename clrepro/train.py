@@ -163,6 +163,7 @@ def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], se
     """
     if hp.get("tasks_limit"):
         bench = bench.first_tasks(hp["tasks_limit"])
+    reset_peak_memory(device)
 
     def build() -> Method:
         torch.manual_seed(derive_seed(seed, "init"))  # model initialisation
@@ -322,8 +323,43 @@ def train_run(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], se
                     "resumed": state["resumed"]},
         "counters": method.counter_values(),
         "memory_bytes": method.memory_bytes(),
+        "peak_memory": peak_memory(device),
         "artifacts": _artifacts(method, hp, evaluate, seed) if state["status"] == "ok" else {},
     }
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a run's peak-memory window: the GPU allocator's peak, and on Linux the process's
+    peak resident set (writing 5 to /proc/self/clear_refs resets VmHWM), since a batch job
+    trains several runs in one process."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # not Linux: the host figure is then the process's peak so far
+
+
+def peak_memory(device: torch.device) -> dict[str, float]:
+    """Peak memory of the run in MiB: resident host memory (VmHWM since reset_peak_memory, or
+    ru_maxrss where /proc is missing: the process's peak) and, on a GPU, the largest
+    allocation by tensors. Tables that report RAM read it."""
+    import resource
+    import sys
+
+    out: dict[str, float] = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                out["host_rss_mib"] = int(line.split()[1]) / 2**10  # kB
+    except OSError:
+        pass
+    if "host_rss_mib" not in out:
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+        out["host_rss_mib"] = rss / (2**20 if sys.platform == "darwin" else 2**10)
+    if device.type == "cuda":
+        out["device_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out
 
 
 def _artifacts(method: Method, hp: dict[str, Any], evaluate: Evaluator, seed: int) -> dict:

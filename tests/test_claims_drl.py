@@ -29,7 +29,7 @@ def pairs(seed, slope_input, slope_repr, n=400, separated=True):
             "similarity/same": torch.tensor(same)}
 
 
-def fig1_world(slope_input=0.3, slope_repr=3.0, acc01=0.99, acc79=0.95, separated=True):
+def fig1_world(slope_input=0.3, slope_repr=3.0, acc01=0.995, acc79=0.95, separated=True):
     def build(spec):
         problem = spec.benchmark.split("@")[0][-2:]
         acc = acc01 if problem == "01" else acc79
@@ -47,12 +47,23 @@ def test_figure1_claims_hold_where_the_data_say_so(claim, tmp_path):
 
 
 @pytest.mark.parametrize("claim,world", [
-    ("C3", fig1_world(slope_input=3.0, slope_repr=0.3)),  # pixels predict gradients better
-    ("C4", fig1_world(acc01=0.90, acc79=0.95)),  # {7,9} is the easier problem
+    # pixels weak (r ~ 0.29) as on MNIST, representations weaker still (r ~ 0.1)
+    ("C3", fig1_world(slope_input=0.3, slope_repr=0.02)),
+    ("C4", fig1_world(acc01=0.995, acc79=0.998)),  # {7,9} is the easier problem
     ("C2", fig1_world(slope_repr=-3.0)),  # representation correlations of the wrong sign
 ])
 def test_figure1_claims_fail_when_the_data_contradict_them(claim, world, tmp_path):
     assert check(tmp_path, "drl2020", claim, world, seeds=SEEDS).status == FAILS
+
+
+@pytest.mark.parametrize("claim,world", [
+    ("C3", fig1_world(slope_input=3.0, slope_repr=0.3)),  # pixels already predict gradients
+    ("C4", fig1_world(acc01=0.96, acc79=0.95, separated=False)),  # {0,1} does not fit
+])
+def test_figure1_claims_are_not_checkable_outside_the_paper_s_regime(claim, world, tmp_path):
+    verdict = check(tmp_path, "drl2020", claim, world, seeds=SEEDS)
+    assert verdict.status == NOT_CHECKABLE, verdict.detail
+    assert "precondition" in verdict.detail
 
 
 def fig2_world(drl_spread=0.3, plain_spread=1.0):
@@ -101,3 +112,16 @@ def test_track_claims_fail_when_the_ranking_is_reversed(tmp_path):
     for claim in ("C6", "C7", "C8"):
         verdict = check(tmp_path / claim, "drl2020", claim, track_world(reversed_), seeds=SEEDS)
         assert verdict.status == FAILS, (claim, verdict.detail)
+
+
+def test_c9_decides_drl_per_track_rather_than_pooling_the_tracks(tmp_path):
+    """DRL +5 points on NI and Multi-Task-NC, -1 on NIC: a pool of the nine one-seed
+    configurations says 'holds' (mean +3); read per track, NIC contradicts the claim."""
+    def build(spec):
+        _, strategy, drl = configuration(spec)
+        gain = -1.0 if part_of(spec) == "nic" else 5.0
+        acc = 60.0 + 2.0 * ("shuffle", "er", "ber").index(strategy) + (gain if drl else 0.0)
+        return {"R": [[(acc + 0.05 * spec.seed) / 100]]}
+    verdict = check(tmp_path, "drl2020", "C9", build, seeds=[0])
+    assert verdict.status == FAILS, verdict.detail
+    assert "NIC: with DRL > without" in verdict.detail

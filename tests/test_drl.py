@@ -56,36 +56,62 @@ def test_drl_loss_gradient_pushes_classes_apart():
     assert (step[0] @ step[1]).item() < (h[0] @ h[1]).item()
 
 
-def test_the_memory_keeps_its_quota_per_class_and_replaces_within_a_class():
-    mem = ClassBalancedMemory(3, (1, 1, 1), CPU, torch.Generator().manual_seed(0))
+def test_the_memory_keeps_its_quota_per_class_and_its_latest_examples():
+    mem = ClassBalancedMemory(3, 2, (1, 1, 1), CPU, torch.Generator().manual_seed(0))
     y = torch.tensor([0] * 10 + [1] * 2)
     x = torch.arange(12, dtype=torch.float).view(-1, 1, 1, 1)
     mem.add(x, y, torch.zeros_like(y))
-    assert torch.bincount(mem.y).tolist() == [3, 2]
-    assert set(mem.x[mem.y == 0].flatten().tolist()) <= set(range(10))
-    assert set(mem.x[mem.y == 1].flatten().tolist()) == {10.0, 11.0}
+    held_x, held_y, _ = mem.contents()
+    assert torch.bincount(held_y).tolist() == [3, 2] and len(mem) == 5
+    assert set(held_x[held_y == 0].flatten().tolist()) == {7.0, 8.0, 9.0}
+    assert set(held_x[held_y == 1].flatten().tolist()) == {10.0, 11.0}
 
 
 def test_ber_draws_equally_from_every_class_in_memory():
-    mem = ClassBalancedMemory(40, (1, 1, 1), CPU, torch.Generator().manual_seed(1))
+    mem = ClassBalancedMemory(40, 4, (1, 1, 1), CPU, torch.Generator().manual_seed(1))
     sizes = [40, 25, 5, 12]  # unbalanced holdings
     y = torch.cat([torch.full((n,), c) for c, n in enumerate(sizes)])
     mem.add(torch.zeros(len(y), 1, 1, 1), y, torch.zeros_like(y))
     balanced = torch.cat([mem.y[mem.balanced(10, "class")] for _ in range(400)])
     uniform = torch.cat([mem.y[mem.uniform(10)] for _ in range(400)])
     counts = torch.bincount(balanced, minlength=4).numpy()
-    assert stats.chisquare(counts).pvalue > 0.01
+    assert counts.sum() == 4000 and stats.chisquare(counts).pvalue > 0.01
     # the same test rejects plain uniform replay, whose draws follow the holdings
     assert stats.chisquare(torch.bincount(uniform, minlength=4).numpy()).pvalue < 1e-6
+    assert mem.valid()[mem.balanced(10, "class")].all()
 
 
 def test_ber_with_fewer_slots_than_classes_keeps_the_current_one():
-    mem = ClassBalancedMemory(5, (1, 1, 1), CPU, torch.Generator().manual_seed(2))
+    mem = ClassBalancedMemory(5, 8, (1, 1, 1), CPU, torch.Generator().manual_seed(2))
     y = torch.arange(8).repeat(2)
     mem.add(torch.zeros(16, 1, 1, 1), y, torch.zeros_like(y))
+    current = torch.arange(8) == 6
     for _ in range(20):
-        drawn = mem.y[mem.balanced(3, "class", include={6})].tolist()
+        drawn = mem.y[mem.balanced(3, "class", current)].tolist()
         assert 6 in drawn and len(set(drawn)) == 3
+
+
+@pytest.mark.parametrize("variant,pairs", [("even", 0), ("ber1", 1), ("ber2", 3)])
+def test_ber_variants_give_the_official_code_s_same_class_pairs(variant, pairs):
+    """D5: with 6 slots and 8 classes, BER0/even draws 6 distinct classes, BER1 5 classes
+    (one twice), BER2 3 classes twice each; the current class is always drawn."""
+    mem = ClassBalancedMemory(5, 8, (1, 1, 1), CPU, torch.Generator().manual_seed(3))
+    y = torch.arange(8).repeat(3)
+    mem.add(torch.zeros(24, 1, 1, 1), y, torch.zeros_like(y))
+    for _ in range(10):
+        drawn = mem.y[mem.balanced(6, "class", torch.arange(8) == 5, variant)]
+        counts = torch.bincount(drawn, minlength=8)
+        assert len(drawn) == 6 and counts[5] >= 1
+        assert int((counts == 2).sum()) == pairs and int(counts.max()) <= 2
+
+
+def test_ber_balances_over_tasks_when_asked():
+    mem = ClassBalancedMemory(30, 4, (1, 1, 1), CPU, torch.Generator().manual_seed(4), n_tasks=2)
+    y = torch.tensor([0] * 30 + [1] * 30 + [2] * 30 + [3] * 6)
+    t = (y >= 3).long()  # task 0 holds classes 0-2 (90 examples), task 1 class 3 (6)
+    mem.add(torch.zeros(len(y), 1, 1, 1), y, t)
+    drawn = torch.cat([mem.t[mem.balanced(8, "task")] for _ in range(100)])
+    assert torch.bincount(drawn).tolist() == [400, 400]
 
 
 def test_per_pair_gradient_similarities_match_a_loop_over_single_examples():
@@ -126,7 +152,7 @@ def test_shuffle_visits_the_old_memory_and_the_task_once_in_minibatches():
         method.observe(first[lo:lo + 3], labels[lo:lo + 3], torch.zeros(3, dtype=torch.long))
     method.end_task(0)
     assert sorted(torch.cat(seen).tolist()) == pytest.approx(first[:, 0, 0, 0].tolist())
-    old = sorted(method.memory.x[:, 0, 0, 0].tolist())
+    old = sorted(method.memory.contents()[0][:, 0, 0, 0].tolist())
     seen.clear()
     second = first + 0.5
     method.begin_task(1, TaskStream(second, labels + 2))
@@ -153,7 +179,7 @@ def test_every_strategy_trains_with_drl_on_a_multi_head_stream(strategy):
             method.observe(x[lo:lo + 4], y[lo:lo + 4], torch.full((4,), t))
         method.end_task(t)
     assert method.parameters_finite()
-    held = torch.bincount(method.memory.y, minlength=4).tolist()
+    held = torch.bincount(method.memory.contents()[1], minlength=4).tolist()
     offered = torch.bincount(torch.cat(seen), minlength=4).tolist()
     assert held == ([0] * 4 if strategy == "none" else [min(3, n) for n in offered])
 
@@ -167,25 +193,27 @@ def test_the_quick_stand_ins_have_the_spec_shapes():
     assert [t.info["angle"] for t in ni.tasks] == [(k - 4) * 5.0 for k in range(8)]
     assert [t.info["brightness"] for t in ni.tasks] == pytest.approx([0.8 + 0.05 * k for k in range(8)])
     assert len(ni.eval_sets()) == 1 and len(ni.eval_sets()[0][1]) == 10000
-    pair = defs["digits79@drl2020.quick"]
-    bench = materialize(prepare(pair, load_source("digits", settings)), pair, 0)
+    pair = defs["fmnist79@drl2020.quick"]
+    bench = materialize(prepare(pair, load_source("fashion_mnist", settings)), pair, 0)
     assert bench.n_classes == 2 and set(bench.tasks[0].train_y.tolist()) == {0, 1}
+    assert bench.input_shape == (1, 28, 28) and len(bench.tasks[0].train_y) == 1000
     nic = defs["nic_fmnist@drl2020.quick"]
     b = materialize(prepare(nic, load_source("fashion_mnist", settings)), nic, 0)
     classes = [int(t.classes[0]) for t in b.tasks]
     assert len(b.tasks) == 40 and min(np.bincount(classes, minlength=10)) >= 2
 
 
-def test_the_full_plan_has_40_runs_and_the_quick_one_three_figure_seeds():
+def test_the_full_plan_has_three_figure_seeds_and_the_quick_one_too():
     full = plan.build({"scale": "full", "papers": ["drl2020"]})
-    assert len(full.runs) == 40  # spec §7: 2 + 2 + 3 x 12
+    assert len(full.runs) == 48  # spec §7's 2 + 2 figure runs with 3 seeds (issue 20) + 3 x 12
     gpu = [r for r in full.runs.values() if r.resources["gpu"]]
     assert len(gpu) == 36 and {r.hp["model"]["backbone"] for r in gpu} == {"resnet50", "resnest50d"}
     assert all(r.hp["lr"] == 0.01 and "optimizer" not in r.hp for r in gpu)
     quick = plan.build({"scale": "quick", "papers": ["drl2020"]})
     assert len(quick.runs) == 30  # 12 figure runs (3 seeds) + 18 track runs
     er = quick.run_job("results/runs/ni_fmnist@drl2020.quick/replay_drl/m200-e1+drl=true+replay=er/s0.json")
-    assert er.hp["batch_size"] == er.hp["replay.batch_size"] == 16 and er.hp["drl.lambda"] == 1e-3
+    assert er.hp["batch_size"] == er.hp["replay.batch_size"] == 32 and er.hp["drl.lambda"] == 1e-3
+    assert er.hp["memory.update"] == "ring" and er.hp["ber.variant"] == "even"
 
 
 # ----------------------------------------------------------------------------- CORe50 path

@@ -10,11 +10,13 @@ clrepro.memory.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
 
-from clrepro.memory import ClassBalancedMemory
+from clrepro.data.transforms import as_float
+from clrepro.memory import BER_VARIANTS, UPDATES, ClassBalancedMemory, to_storage
 from clrepro.methods.base import Method, TaskStream, register
 
 STRATEGIES = ("none", "shuffle", "er", "ber")
@@ -33,20 +35,20 @@ def drl_loss(layers: Iterable[torch.Tensor], y: torch.Tensor, form: str = "paper
     empty group contributes 0) or B^2 for both (norm "b_squared", the official code, D2).
     form "paper": L_bt - L_wi; "code": L_bt + within_weight * L_wi (D1, alpha = 2)."""
     same = y[:, None] == y[None, :]
-    between = ~same
     within = same & ~torch.eye(len(y), dtype=torch.bool, device=y.device)
+    between = ~same
     total_bt = total_wi = 0.0
     for h in layers:
         h = h.flatten(1)
         sims = h @ h.T
-        total_bt = total_bt + sims[between].sum()
-        total_wi = total_wi + sims[within].sum()
-    if norm == "pairs":
-        n_bt, n_wi = int(between.sum()), int(within.sum())
+        # masks as weights, not boolean indexing: no nonzero, no host synchronisation
+        total_bt = total_bt + (sims * between).sum()
+        total_wi = total_wi + (sims * within).sum()
+    if norm == "pairs":  # the pair counts stay tensors; an empty group contributes 0
+        n_bt, n_wi = between.sum().clamp(min=1), within.sum().clamp(min=1)
     else:
         n_bt = n_wi = len(y) ** 2
-    l_bt = total_bt / n_bt if n_bt else torch.zeros((), device=y.device)
-    l_wi = total_wi / n_wi if n_wi else torch.zeros((), device=y.device)
+    l_bt, l_wi = total_bt / n_bt, total_wi / n_wi
     return l_bt - l_wi if form == "paper" else l_bt + within_weight * l_wi
 
 
@@ -55,23 +57,28 @@ class ReplayDRL(Method):
     """Replay from a class-balanced memory, optionally with DRL (paper Eq. 4:
     L = L_clf + lambda * L_DR on every training mini-batch).
 
-    Strategies (§3, Algorithm 1):
+    Strategies (§3, Algorithm 1; batch sizes and step counts as the official code,
+    models/replay.py and models/drl.py, spec §4.3 Amended 2026-12-07):
     - none: the stream batch alone (the binary classifiers of Fig. 1);
-    - er: the stream batch plus replay.batch_size examples drawn uniformly from memory;
-    - ber: the stream batch is added to memory, then replay.batch_size examples are drawn
-      evenly over the classes (or tasks, ber.unit) in memory (Algorithm 1);
+    - er: the stream batch is added to memory, then one update on replay.batch_size
+      examples: half from the current classes' buffers, half from the other classes';
+    - ber: the stream batch is added to memory, then one update on replay.batch_size
+      examples drawn evenly over the classes (or tasks, ber.unit) in memory (Algorithm 1);
     - shuffle: the memory as it was when the task began is merged with the task's data,
       shuffled, and trained on in mini-batches of replay.batch_size: every stored example is
-      visited once per task. Mini-batches are formed as the stream arrives, so the merged
-      order is exactly a shuffle of (memory U task) cut into mini-batches.
-    After training on a stream batch, its examples enter the memory (ER, shuffle; BER adds
-    them first; none keeps no memory).
+      visited once per task (paper). Mini-batches are formed as the stream arrives; a last
+      mini-batch of one example is folded into the one before (BatchNorm needs two).
+      The stream batch enters the memory after it was trained on.
+    ER and BER thus make one update per stream batch, on batches of the same size; shuffle
+    makes one per mini-batch of (memory U task), as the paper's "train as usual" says.
+    (During the first task the official code draws uniformly from the whole buffer for both
+    ER and BER; here the strategies' rules apply from the start.)
     """
 
     name = "replay_drl"
     hyperparameters = {
         "replay.strategy": "none | shuffle | er | ber (§3)",
-        "replay.batch_size": "memory examples per ER step; BER's and shuffle's mini-batch size",
+        "replay.batch_size": "training mini-batch size of ER, BER and shuffle (§4.3)",
         "replay.per_class": "memory slots per class (suite default §4.3)",
         "drl.lambda": "weight of L_DR (Eq. 4); 0 switches DRL off",
         "drl.form": "paper (L_bt - L_wi) | code (L_bt + alpha L_wi), D1",
@@ -82,6 +89,8 @@ class ReplayDRL(Method):
     optional_hyperparameters = {
         "drl.within_weight": "alpha of the code form (2)",
         "augment.flip": "flip a random half of every training mini-batch horizontally",
+        "memory.update": "ring (default, official code) | reservoir (per class), §4.3",
+        "ber.variant": "even (default) | ber0 | ber1 | ber2 (D5)",
     }
     state_attrs = ("memory", "pending")
     stored_data_attrs = ("memory",)
@@ -89,12 +98,15 @@ class ReplayDRL(Method):
     def __init__(self, ctx, hp):
         super().__init__(ctx, hp)
         for key, allowed in (("replay.strategy", STRATEGIES), ("drl.form", FORMS),
-                             ("drl.norm", NORMS), ("ber.unit", ("class", "task"))):
-            if hp[key] not in allowed:
-                raise ValueError(f"{key} must be one of {allowed}, got {hp[key]!r}")
+                             ("drl.norm", NORMS), ("ber.unit", ("class", "task")),
+                             ("memory.update", UPDATES), ("ber.variant", BER_VARIANTS)):
+            value = hp.get(key, allowed[0])
+            if value not in allowed:
+                raise ValueError(f"{key} must be one of {allowed}, got {value!r}")
         self.strategy = hp["replay.strategy"]
-        self.memory = ClassBalancedMemory(hp["replay.per_class"], ctx.input_shape, self.device,
-                                          ctx.generator)
+        self.memory = ClassBalancedMemory(hp["replay.per_class"], ctx.n_classes, ctx.input_shape,
+                                          self.device, ctx.generator,
+                                          hp.get("memory.update", "ring"), ctx.n_tasks)
         self.pending: dict[str, torch.Tensor] = {}  # shuffle: the task's merged order so far
 
     # -- the loss of one training mini-batch ---------------------------------------------
@@ -124,56 +136,82 @@ class ReplayDRL(Method):
         if self.strategy == "none":  # no replay, no memory
             self.train_on(x, y, tasks)
             return
-        if self.strategy == "er":
-            idx = mem.uniform(k)
-            self.hold_during_batch(mem.x[idx])
-            self.train_on(torch.cat([x, mem.x[idx]]), torch.cat([y, mem.y[idx]]),
-                          torch.cat([tasks, mem.t[idx]]))
-        elif self.strategy == "ber":
-            mem.add(x, y, tasks)
-            units = y if self.hp["ber.unit"] == "class" else tasks
-            idx = mem.balanced(k, self.hp["ber.unit"], set(units.tolist()))
-            self.hold_during_batch(mem.x[idx])
-            self.train_on(mem.x[idx], mem.y[idx], mem.t[idx])
-            return
-        else:
+        if self.strategy == "shuffle":
             self._shuffle_step(x, y, tasks)
-        mem.add(x, y, tasks)
+            mem.add(x, y, tasks)
+            return
+        mem.add(x, y, tasks)  # ER and BER draw from a memory that holds the stream batch
+        if self.strategy == "er":
+            idx = mem.split(k, self._current(y, mem.n_classes))
+        else:
+            unit = self.hp["ber.unit"]
+            units = y if unit == "class" else tasks
+            n_units = mem.n_classes if unit == "class" else mem.n_tasks
+            idx = mem.balanced(k, unit, self._current(units, n_units),
+                               self.hp.get("ber.variant", "even"))
+        bx, by, bt = mem.batch(idx)
+        self.hold_during_batch(bx)
+        self.train_on(bx, by, bt)
+
+    @staticmethod
+    def _current(units: torch.Tensor, n_units: int) -> torch.Tensor:
+        """Which units occur in the stream batch, as a bool mask (no host round trip)."""
+        return (units[:, None] == torch.arange(n_units, device=units.device)).any(0)
 
     def begin_task(self, t: int, data: TaskStream | None = None) -> None:
         super().begin_task(t, data)
+        if data is not None and data.x.dtype == torch.uint8 and t == 0 and \
+                self.memory.x.dtype != torch.uint8:
+            self.memory.store_uint8()  # the stream is uint8: store it so, 4x smaller
         if self.strategy != "shuffle":
             return
-        n_mem, n_new = len(self.memory), len(data)
-        order = torch.randperm(n_mem, generator=self.ctx.generator).to(self.device)
+        # at a task boundary host synchronisation is harmless: plan the whole merged order
+        held = self.memory.slots()
+        n_mem, n_new = len(held), len(data)
+        order = held[torch.randperm(n_mem, generator=self.ctx.generator).to(self.device)]
         slots = torch.zeros(n_mem + n_new, dtype=torch.bool)  # True: the next stream example
         slots[torch.randperm(n_mem + n_new, generator=self.ctx.generator)[:n_new]] = True
-        self.pending = {"mem_x": self.memory.x[order].clone(), "mem_y": self.memory.y[order],
-                        "mem_t": self.memory.t[order], "slots": slots.to(self.device),
-                        "pos": torch.zeros(2, dtype=torch.long),  # merged position, memory used
+        cuts = shuffle_cuts(n_mem + n_new, self.hp["replay.batch_size"])
+        new_per_batch = torch.tensor([int(slots[lo:hi].sum()) for lo, hi in pairwise(cuts)])
+        self.pending = {"mem_x": self.memory.x[order], "mem_y": self.memory.y[order],
+                        "mem_t": self.memory.t[order], "new": new_per_batch,
+                        "cuts": torch.tensor(cuts),
+                        "pos": torch.zeros(2, dtype=torch.long),  # next mini-batch, memory used
                         "x": self.memory.x[:0], "y": self.memory.y[:0], "t": self.memory.t[:0]}
 
-    def _shuffle_step(self, x, y, tasks, flush: bool = False) -> None:
+    def _shuffle_step(self, x, y, tasks) -> None:
+        """Train on every planned mini-batch whose stream examples have all arrived."""
         p = self.pending
-        p["x"], p["y"], p["t"] = torch.cat([p["x"], x]), torch.cat([p["y"], y]), torch.cat([p["t"], tasks])
-        size = self.hp["replay.batch_size"]
-        while True:
-            pos, used = p["pos"].tolist()
-            window = p["slots"][pos:pos + size]
-            n_new = int(window.sum())
-            if len(window) == 0 or (n_new > len(p["y"]) or (len(window) < size and not flush)):
-                break
-            n_old = len(window) - n_new
+        p["x"] = torch.cat([p["x"], to_storage(x, p["x"].dtype)])
+        p["y"], p["t"] = torch.cat([p["y"], y]), torch.cat([p["t"], tasks])
+        cuts, new = p["cuts"].tolist(), p["new"].tolist()  # host tensors: no synchronisation
+        batch, used = p["pos"].tolist()
+        arrived = len(p["y"])
+        while batch < len(new) and new[batch] <= arrived:
+            n_new = new[batch]
+            n_old = cuts[batch + 1] - cuts[batch] - n_new
             bx = torch.cat([p["x"][:n_new], p["mem_x"][used:used + n_old]])
             by = torch.cat([p["y"][:n_new], p["mem_y"][used:used + n_old]])
             bt = torch.cat([p["t"][:n_new], p["mem_t"][used:used + n_old]])
             p["x"], p["y"], p["t"] = p["x"][n_new:], p["y"][n_new:], p["t"][n_new:]
-            p["pos"] = torch.tensor([pos + len(window), used + n_old])
+            arrived -= n_new
+            batch, used = batch + 1, used + n_old
+            p["pos"] = torch.tensor([batch, used])
             self.hold_during_batch(p["mem_x"])
-            self.train_on(bx, by, bt)
+            self.train_on(as_float(bx), by, bt)
 
     def end_task(self, t: int, data: TaskStream | None = None) -> None:
-        if self.strategy == "shuffle":  # the merged order's last, possibly short, mini-batch
-            empty = self.pending["x"][:0]
-            self._shuffle_step(empty, self.pending["y"][:0], self.pending["t"][:0], flush=True)
+        if self.strategy == "shuffle":  # mini-batches of memory examples after the last arrival
+            empty = self.pending["y"][:0]
+            self._shuffle_step(torch.zeros(0, *self.ctx.input_shape, device=self.device),
+                               empty, empty)
             self.pending = {}
+
+
+def shuffle_cuts(n: int, size: int) -> list[int]:
+    """Boundaries of the mini-batches of `size` over n merged examples; a last mini-batch of
+    one example joins the one before (BatchNorm in training mode needs two per channel)."""
+    cuts = list(range(0, n, size)) + [n]
+    if len(cuts) > 2 and cuts[-1] - cuts[-2] < 2:
+        del cuts[-2]
+    return cuts

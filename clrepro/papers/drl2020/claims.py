@@ -36,7 +36,7 @@ def _r_claim(ctx: Context, y: str) -> V.Verdict:
             paper = N.FIG1_R[(problem, y)][0 if key == "diff" else 1]
             if ctx.quick:
                 parts.append(V.not_checkable(f"{what}: value {paper:+.2f}",
-                                             "the stand-in is 8x8 digits, not MNIST"))
+                                             "the stand-in is Fashion-MNIST, not MNIST"))
             elif r:
                 mean = sum(r.values()) / len(r)
                 parts.append(V.match(mean, paper, "correlation", f"{what}: value"))
@@ -51,16 +51,26 @@ def c2(ctx: Context) -> V.Verdict:
     return _r_claim(ctx, "repr")
 
 
+# The regime C3 and C4 speak of (issue 20): on MNIST pixel similarity predicts gradient
+# similarity only weakly (|r| 0.36-0.38) and the {0,1} classifier fits (99.95 %). A stand-in
+# outside that regime leaves the claims not checkable rather than refuted.
+PIXEL_R_BOUND = 0.5  # |r| with pixels below which pixels "predict gradients weakly"
+FIT_ACCURACY = 99.0  # % test accuracy of the {0,1} classifier taken as "fits"
+
+
 def c3(ctx: Context) -> V.Verdict:
     df = frame(ctx)
-    parts = []
+    parts, weak = [], []
     for problem in PAIRS:
         for key in ("diff", "same"):
             rep = {s: abs(v) for s, v in values(df, f"r_repr_{key}", part="pairs", problem=problem).items()}
             inp = {s: abs(v) for s, v in values(df, f"r_input_{key}", part="pairs", problem=problem).items()}
-            parts.append(V.paired(rep, inp, f"{_name(problem)} {key}-class: |r| representations "
-                                             f"> |r| pixels"))
-    return V.combine(parts)
+            case = f"{_name(problem)} {key}-class"
+            parts.append(V.paired(rep, inp, f"{case}: |r| representations > |r| pixels"))
+            weak.append(V.paired(inp, PIXEL_R_BOUND, f"{case}: |r| pixels < {PIXEL_R_BOUND} "
+                                                     f"(paper 0.36-0.38)", less=True))
+    pre = V.Precondition("pixel similarity predicts gradient similarity only weakly", weak)
+    return V.combine(parts, [pre])
 
 
 def c4(ctx: Context) -> V.Verdict:
@@ -74,10 +84,12 @@ def c4(ctx: Context) -> V.Verdict:
     for problem, acc in (((0, 1), acc01), ((7, 9), acc79)):
         what = f"{_name(problem)} test accuracy {N.ACCURACY[problem]:.2f} %"
         if ctx.quick:
-            parts.append(V.not_checkable(what, "the stand-in is 8x8 digits, not MNIST"))
+            parts.append(V.not_checkable(what, "the stand-in is Fashion-MNIST, not MNIST"))
         elif acc:
             parts.append(V.match(sum(acc.values()) / len(acc), N.ACCURACY[problem], "percent", what))
-    return V.combine(parts)
+    fits = V.Precondition("the {0,1} classifier fits its problem", [V.paired(
+        acc01, FIT_ACCURACY, f"{{0,1}} test accuracy > {FIT_ACCURACY:g} % (paper 99.95 %)")])
+    return V.combine(parts, [fits])
 
 
 def c5(ctx: Context) -> V.Verdict:
@@ -139,12 +151,20 @@ def c8(ctx: Context) -> V.Verdict:
 
 
 def c9(ctx: Context) -> V.Verdict:
+    """'In general' read per track: DRL against no DRL paired within each track (over its
+    strategies, backbones and seeds), the backbones paired over track x strategy x DRL.
+    Tracks are not pooled: with one seed per configuration the pool would mix three streams
+    whose DRL effects differ in size, and the paper form's unbounded L_wi makes the effect of
+    one untuned lambda track-specific (issue 20)."""
     df = frame(ctx)
     df = df[df["part"].isin(TRACKS) & (df["status"] == "ok")]
     df = df.assign(backbone=df["backbone"].fillna("-"))
     keys = ["part", "backbone", "strategy", "drl"]
-    a, b = _paired_over(df, "drl", True, False, keys)
-    parts = [V.paired(a, b, "with DRL > without (n = track x strategy x backbone x seed)")]
+    parts = []
+    for track in TRACKS:
+        a, b = _paired_over(df[df["part"] == track], "drl", True, False, keys)
+        parts.append(V.paired(a, b, f"{TRACK_TITLES[track]}: with DRL > without "
+                                    f"(n = strategy x backbone x seed)"))
     if ctx.quick:
         parts.append(V.not_checkable("ResNeSt-50 > ResNet-50",
                                      "no pretrained weights offline: the stand-ins use one "
@@ -152,4 +172,6 @@ def c9(ctx: Context) -> V.Verdict:
     else:
         a, b = _paired_over(df, "backbone", "resnest50d", "resnet50", keys)
         parts.append(V.paired(a, b, "ResNeSt-50 > ResNet-50 (n = track x strategy x DRL x seed)"))
-    return V.combine(parts)
+    summary = (f"DRL in the {ctx.options['drl.form']} form with lambda "
+               f"{ctx.options['drl.lambda']:g} on every track")
+    return V.combine(parts, summary=summary)

@@ -16,7 +16,7 @@ from typing import Any
 from clrepro.data.definitions import BenchmarkDef
 from clrepro.spec import RunSpec
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: ring memory, ER one update per stream batch of 32
 
 OPTION_DEFAULTS: dict[str, Any] = {
     "drl.lambda": 1e-3,  # D4: the paper gives none; the official code's default
@@ -24,6 +24,8 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "drl.norm": "pairs",  # D2: pairs | b_squared
     "drl.layers": "default",  # §4.2: pooled features + logits | all_stages
     "ber.unit": "class",  # D5: class | task
+    "ber.variant": "even",  # D5: even | ber0 | ber1 | ber2 (official code's small-batch rules)
+    "memory.update": "ring",  # §4.3 Amended: ring (official code) | reservoir (per class)
     # the tracks: sgd (lr 0.01, §4.5) | adam (lr 1e-3) | auto: sgd at full scale, adam for the
     # stand-ins, whose from-scratch CNN barely leaves chance in one SGD pass at lr 0.01
     "tracks.optimizer": "auto",
@@ -47,8 +49,7 @@ FIG2_PER_CLASS = 50  # random test images per class after the last task
 # §4.3-4.5: the tracks
 TRACK_LR = 0.01
 QUICK_TRACK_LR = 1e-3  # with Adam
-NEW_BATCH = 32  # new-data mini-batch; ER splits it 16 + 16 memory
-ER_HALF = 16
+NEW_BATCH = 32  # new-data mini-batch and every strategy's training batch (ER: 16 + 16)
 PER_CLASS = {"full": 50, "quick": 20, "smoke": 20}
 CLASSES = {"ni": 50, "mtnc": 50, "nic": 50}
 # quick stand-ins (spec §6), at 14x14 (area-averaged) to fit the quick budget
@@ -70,7 +71,7 @@ def _suffix(scale: str) -> str:
 
 
 def pair_bench(pair: tuple[int, int], scale: str) -> str:
-    data = "mnist" if scale == "full" else "digits"
+    data = "mnist" if scale == "full" else "fmnist"
     return f"{data}{pair[0]}{pair[1]}{_suffix(scale)}"
 
 
@@ -100,10 +101,13 @@ def benchmarks(scale: str, options: dict[str, Any]) -> dict[str, BenchmarkDef]:
     # MNIST (full) or sklearn's 8x8 digits split 50/50 per class (quick, spec §6)
     analysis = (dict(source="mnist") if full else
                 dict(source="digits", test_fraction=0.5, quick=True))
+    # Fig. 1 quick: 28x28 Fashion-MNIST pairs in the roles of {0,1} (easy: T-shirt/trouser)
+    # and {7,9} (hard: sneaker/ankle boot); 8x8 digits are too coarse for the regime (issue 20)
+    pairs_data = dict(source="mnist") if full else dict(source="fashion_mnist", quick=True)
     defs = [BenchmarkDef(pair_bench(p, scale), kind="split", n_tasks=1, classes_per_task=2,
                          scenario="class_incremental", class_order="list", class_list=p,
                          remap_labels=True, train_per_task=TRAIN_PER_TASK, train_draw="data",
-                         data_seed=seed, **analysis) for p in PAIRS]
+                         data_seed=seed, **pairs_data) for p in PAIRS]
     defs.append(BenchmarkDef(split_bench(scale), kind="split", n_tasks=5, classes_per_task=2,
                              scenario="class_incremental", train_per_task=TRAIN_PER_TASK,
                              train_draw="data", data_seed=seed, **analysis))
@@ -131,8 +135,10 @@ def model_spec(part: str, scale: str, backbone: str | None) -> dict[str, Any]:
 
 
 def strategy_sizes(strategy: str) -> tuple[int, int]:
-    """(stream batch, replay.batch_size) of a track run (§4.5)."""
-    return (ER_HALF, ER_HALF) if strategy == "er" else (NEW_BATCH, NEW_BATCH)
+    """(stream batch, replay.batch_size) of a track run: equal for every strategy, so ER,
+    BER and shuffle see the same stream batches (§4.3 Amended; ER's 16 + 16 is how its
+    training batch of 32 is split, not a halved stream batch)."""
+    return NEW_BATCH, NEW_BATCH
 
 
 def hyperparams(spec: RunSpec, options: dict[str, Any]) -> dict[str, Any]:
@@ -146,6 +152,7 @@ def hyperparams(spec: RunSpec, options: dict[str, Any]) -> dict[str, Any]:
         "drl.lambda": options["drl.lambda"] if overrides.get("drl") else 0.0,
         "drl.form": options["drl.form"], "drl.norm": options["drl.norm"],
         "drl.layers": options["drl.layers"], "ber.unit": options["ber.unit"],
+        "ber.variant": options["ber.variant"], "memory.update": options["memory.update"],
         "eval_every": 10**9, "eval.rows": "last",  # the tables read accuracy after the stream
         "eval_batch_size": 500,
     }
