@@ -66,7 +66,7 @@ def cmd_run(args) -> int:
     if not data:
         raise UsageError("--data is required with --job")
     record = run_job(desc, args.out, data, device=device, threads=args.threads)
-    return 0 if record["status"] in ("ok", "diverged") else 1
+    return 0 if record["status"] in ("ok", "diverged", "failed") else 1  # failed: reason in the record
 
 
 def cmd_data(args) -> int:
