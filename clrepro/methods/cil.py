@@ -181,6 +181,9 @@ class ClassIncremental(Method):
                 order = (ex.herding_ranking(self.features(members)) if init == "herding"
                          else ex.random_ranking(len(members), self.gen).to(members.device))
                 self.exemplars[c] = members[order[:m]].clone()
+            if self.hp.get("log.artifacts") and self.hp["exemplars.kind"] == "mnemonics":
+                # the optimised exemplars' own starting point, for C11's comparison
+                self.end_state["initial"] = {c: self.exemplars[c].clone() for c in self.phase_classes[t]}
             self.end_state["selected"] = True
             self.checkpoint()
         if self.hp["exemplars.kind"] == "mnemonics" and "new_done" not in self.end_state:
@@ -202,11 +205,14 @@ class ClassIncremental(Method):
             self.log_phase(t, data)
 
     def log_phase(self, t: int, data: TaskStream, per_class: int = 50) -> None:
-        """Features (in this phase's network) of the phase's classes' exemplars and of some
-        of their real images, for the t-SNE figures (Mnemonics Figs. 1 and 5)."""
+        """Features (in this phase's network) of the phase's classes' exemplars, of their
+        initialisation (mnemonics) and of some of their real images, for the t-SNE figures
+        (Mnemonics Figs. 1 and 5) and C11."""
         for c in self.phase_classes[t]:
             real = data.class_images(c, per_class)
             self.logged[f"p{t}/c{c}/exemplars"] = self.features(self.exemplars[c]).cpu()
+            if c in self.end_state.get("initial", {}):
+                self.logged[f"p{t}/c{c}/initial"] = self.features(self.end_state["initial"][c]).cpu()
             self.logged[f"p{t}/c{c}/real"] = self.features(real).cpu()
 
     def artifacts(self):

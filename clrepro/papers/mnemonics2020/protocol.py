@@ -18,13 +18,15 @@ from clrepro.data.definitions import BenchmarkDef
 from clrepro.papers.mnemonics2020.classes import CIFAR100_ORDER, FMNIST_ORDER, IMAGENET_ORDER
 from clrepro.spec import RunSpec
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: one meta-update per validation mini-batch (spec §4.5, amended)
 
 OPTION_DEFAULTS: dict[str, Any] = {
     "memory.policy": "per_class_20",  # D1: per_class_20 (main paper) | fixed_2000 (code)
     "mnemonics.mode": "bilevel",  # D2: bilevel (paper) | code_single_level
     "mnemonics.init": "random",  # D3: random (paper) | herding (code)
     "mnemonics.truncate_k": None,  # back-propagate through the last k inner steps only
+    "mnemonics.schedule": "per_batch",  # §4.5 amended: per_batch | per_epoch (the old default)
+    "gpu_memory_gb": 80,  # §4.5 amended: the bilevel step's memory plan fits one such GPU
     "baselines.variant": "paper",  # D5: paper | code_readme (one CE+KD model, CNN and NME rows)
     "kd.form": "soft_targets_eq5",  # D7: soft_targets_eq5 | code
     "upper_bound.imagenet": False,  # the optional ImageNet-1k upper bounds (31 runs)
@@ -176,7 +178,12 @@ def hyperparams(spec: RunSpec, options: dict[str, Any]) -> dict[str, Any]:
                    "mnemonics.inner_lr": INNER_LR, "mnemonics.lr": MNEMONICS_LR,
                    "mnemonics.truncate_k": options["mnemonics.truncate_k"],
                    "mnemonics.init": options["mnemonics.init"],
-                   "mnemonics.mode": options["mnemonics.mode"], "mnemonics.val_batch": BATCH})
+                   "mnemonics.mode": options["mnemonics.mode"], "mnemonics.val_batch": BATCH,
+                   "mnemonics.schedule": options["mnemonics.schedule"], "mnemonics.recompute": True})
+        if scale == "full":  # inner steps on mini-batches where all exemplars do not fit
+            from clrepro.papers.mnemonics2020.memory import inner_batch_plan
+
+            hp["mnemonics.inner_batch"] = inner_batch_plan(dataset, n, options["gpu_memory_gb"])
     code = options["baselines.variant"] == "code_readme"
     if spec.method in ("lwf_cil", "icarl_cil") and code:
         hp.update({"kd.lambda": KD_LAMBDA, "kd.tau": KD_TAU, "kd.form": "code"})
