@@ -180,12 +180,13 @@ def objective(model: nn.Module, exemplars: torch.Tensor, labels: torch.Tensor,
 
 
 def saved_bytes_per_image(model: nn.Module, input_shape: tuple[int, ...], n_classes: int,
-                          create_graph: bool = True) -> int:
+                          create_graph: bool = True, device: str = "meta") -> int:
     """Bytes autograd keeps per image for one inner step's forward and gradient (with its
     graph when create_graph: what one recomputed step differentiates again), counted with
     saved-tensor hooks on the meta device (shapes only, nothing computed or allocated).
-    Two batch sizes, so fixed parts (e.g. weights saved by a convolution) cancel."""
-    meta = _to_meta(model)
+    Two batch sizes, so fixed parts (e.g. weights saved by a convolution) cancel.
+    device="cpu" counts real tensors (to check the meta count)."""
+    meta = _to_meta(model) if device == "meta" else model.eval()
     params, rest = split_params(meta)
 
     def count(batch: int) -> int:
@@ -196,8 +197,9 @@ def saved_bytes_per_image(model: nn.Module, input_shape: tuple[int, ...], n_clas
             seen[storage._cdata] = storage.nbytes()
             return t
 
-        x = torch.zeros((batch, *input_shape), device="meta", requires_grad=True)
-        y = torch.zeros(batch, dtype=torch.long, device="meta")
+        dtype = next(iter(params.values())).dtype
+        x = torch.zeros((batch, *input_shape), device=device, dtype=dtype, requires_grad=True)
+        y = torch.zeros(batch, dtype=torch.long, device=device)
         leaves = {k: v.requires_grad_(True) for k, v in params.items()}
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             out = functional_call(meta, {**leaves, **rest}, (x,))
