@@ -98,6 +98,17 @@ def inner_batch_plan(dataset: str, n_phases: int, gpu_memory_gb: float = 80.0) -
     return chunk
 
 
+def bilevel_plan(dataset: str, n_phases: int, gpu_memory_gb: float = 80.0) -> dict:
+    """The hyperparameters of a full-scale run's memory plan: keep the whole unroll (plain
+    autograd, fastest) where it fits, else recompute it, on inner mini-batches if needed."""
+    limit = HEADROOM * gpu_memory_gb
+    if all(bilevel_peak_bytes(dataset, n_phases, s, None)["plain_unroll_gb"] * 1.1 + 2 <= limit
+           for s in ("new", "adjusted")):
+        return {"mnemonics.recompute": False, "mnemonics.inner_batch": None}
+    return {"mnemonics.recompute": True,
+            "mnemonics.inner_batch": inner_batch_plan(dataset, n_phases, gpu_memory_gb)}
+
+
 def table(gpu_memory_gb: float = 80.0) -> list[dict]:
     rows = []
     for dataset in P.DATASETS:
