@@ -122,7 +122,7 @@ def cmd_run(args) -> int:
     # a file given with --data is an input: read, never rebuilt in place
     record = run_job(desc, args.out, data, device=device, threads=args.threads,
                      rebuild_data=args.data is None, precision=precision, gpu_slots=slots)
-    return 0 if record["status"] in ("ok", "diverged") else 1
+    return 0 if record["status"] in ("ok", "diverged", "failed") else 1  # failed: reason in the record
 
 
 def _check_existing_record(out: Path, desc: dict[str, Any], force: bool) -> None:

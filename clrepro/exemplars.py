@@ -7,20 +7,17 @@ exemplars (Mnemonics Tables 1-2) instead of being copied per combination.
 - random: a uniform draw of the class's images (Table 2 "random").
 - herding (iCaRL, Rebuffi et al. 2017, Alg. 4): greedy mean matching on L2-normalised
   features; the ranking is kept, so a smaller budget later keeps the top-k (official code).
-- mnemonics (§4, Eqs. 7-10): image-sized tensors optimised by a local bilevel program --
-  `meta_gradient` unrolls inner SGD steps of a temporary copy of the model on the exemplars
-  and back-propagates its loss on the phase's real data through every step to the pixels;
-  `code_single_level` is the official code's simplified variant (spec D2).
+- mnemonics (§4, Eqs. 7-10): image-sized tensors optimised by a local bilevel program
+  (clrepro.bilevel: the meta-gradient through the unrolled inner steps);
+  `code_single_level_gradient` is the official code's simplified variant (spec D2).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
-from torch.func import functional_call
 
 
 def herding(features: torch.Tensor, n: int) -> torch.Tensor:
@@ -56,56 +53,6 @@ def random_ranking(n: int, gen: torch.Generator) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- mnemonics
-
-def unrolled(model: nn.Module, exemplars: torch.Tensor, labels: torch.Tensor, steps: int,
-             lr: float, truncate_k: int | None = None,
-             loss_fn: Callable = F.cross_entropy) -> dict[str, torch.Tensor]:
-    """Theta' <- Theta, then `steps` full-batch gradient steps on L_c(Theta'; E) (Eq. 8),
-    kept differentiable with respect to the exemplars (second order). truncate_k: only the
-    last k steps stay in the graph (`mnemonics.truncate_k`). BatchNorm uses its running
-    statistics (the model is in eval mode), so the temporary model changes only weights."""
-    buffers = dict(model.named_buffers())
-    params = {n: p.detach().clone().requires_grad_(True) for n, p in model.named_parameters()
-              if p.requires_grad}
-    frozen = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
-    for k in range(steps):
-        keep = truncate_k is None or k >= steps - truncate_k
-        if not keep:
-            params = {n: v.detach().requires_grad_(True) for n, v in params.items()}
-        out = functional_call(model, {**params, **frozen, **buffers}, (exemplars,))
-        grads = torch.autograd.grad(loss_fn(out, labels), list(params.values()), create_graph=keep)
-        params = {n: v - lr * g for (n, v), g in zip(params.items(), grads)}
-    return {**params, **frozen, **buffers}
-
-
-def meta_gradient(model: nn.Module, exemplars: torch.Tensor, labels: torch.Tensor,
-                  validation: Iterable[tuple[torch.Tensor, torch.Tensor]], n_validation: int,
-                  steps: int, lr: float, truncate_k: int | None = None,
-                  loss_fn: Callable = F.cross_entropy) -> tuple[torch.Tensor, float]:
-    """d L_c(Theta'(E); D) / d E (Eq. 9): the validation loss (mean over the n_validation
-    real images, fed in mini-batches) of the temporarily trained model, differentiated
-    through every inner step to the exemplar pixels. The validation gradient is first
-    accumulated with respect to Theta' (one cheap pass per mini-batch), then pulled back
-    through the inner steps once -- the same chain rule, without keeping every mini-batch's
-    graph. Returns (gradient, validation loss)."""
-    exemplars = exemplars.detach().requires_grad_(True)
-    with torch.enable_grad():
-        final = unrolled(model, exemplars, labels, steps, lr, truncate_k, loss_fn)
-        trained = {n: v for n, v in final.items() if v.requires_grad}
-        leaves = {n: v.detach().requires_grad_(True) for n, v in trained.items()}
-        rest = {n: v.detach() for n, v in final.items() if n not in trained}
-        acc = {n: torch.zeros_like(v) for n, v in leaves.items()}
-        total = 0.0
-        for x, y in validation:
-            out = functional_call(model, {**leaves, **rest}, (x,))
-            loss = loss_fn(out, y, reduction="sum") / n_validation
-            for (n, _), g in zip(leaves.items(), torch.autograd.grad(loss, list(leaves.values()))):
-                acc[n] += g
-            total += float(loss.detach())
-        (grad,) = torch.autograd.grad(list(trained.values()), exemplars,
-                                      grad_outputs=[acc[n] for n in trained])
-    return grad, total
-
 
 def code_single_level_gradient(features: Callable[[torch.Tensor], torch.Tensor],
                                exemplars_by_class: list[torch.Tensor], class_ids: list[int],

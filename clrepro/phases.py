@@ -79,12 +79,38 @@ def task_stream(task, device: torch.device, workers: int) -> TaskStream:
     return TaskStream(task.train_x.to(device), task.train_y.to(device))
 
 
+def out_of_memory(exc: BaseException) -> bool:
+    """A GPU or host allocation failure (torch.OutOfMemoryError, the CPU allocator's
+    RuntimeError, MemoryError), as opposed to a bug."""
+    text = str(exc).lower()
+    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or (
+        isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text))
+
+
 def train_phases(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any], seed: int,
                  epochs: int, device: torch.device, checkpoint: Path | None = None,
                  desc: str = "run", workers: int = 0) -> dict[str, Any]:
     """Train one class-incremental method phase by phase; return the measured part of a
     record (as clrepro.train.train_run does). `workers`: DataLoader processes decoding a
-    file-backed benchmark's images (0: in this process)."""
+    file-backed benchmark's images (0: in this process). Out of memory ends the run as
+    "failed" with the reason (and the phase) in its record; the checkpoint is kept."""
+    where = {"phase": 0}
+    try:
+        return _train_phases(bench, method_cls, hp, seed, epochs, device, checkpoint, desc,
+                             workers, where)
+    except Exception as exc:
+        if not out_of_memory(exc):
+            raise
+        why = f"phase {where['phase'] + 1}: out of memory: {str(exc).splitlines()[0]}"
+        log.error("%s failed: %s", desc, why)
+        return {"status": "failed", "failed": why, "R": [], "b": [None] * bench.n_tasks,
+                "diverged": None, "curve": {"progress": [], "batch": [], "acc": []},
+                "test_sizes": [len(t.test_y) for t in bench.tasks], "timings": {}, "counters": {},
+                "memory_bytes": {}, "details": {}, "artifacts": {}}
+
+
+def _train_phases(bench, method_cls, hp, seed, epochs, device, checkpoint, desc, workers,
+                  where) -> dict[str, Any]:
     if hp.get("precision", "fp32") not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {hp['precision']!r}")
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if hp.get("precision") == "bf16"
@@ -118,7 +144,7 @@ def train_phases(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any],
     progress.update(state["global"])
     t_run = time.perf_counter()
     while state["phase"] < n_phases and state["status"] == "ok":
-        p = state["phase"]
+        p = where["phase"] = state["phase"]
         task = bench.tasks[p]
         stream = task_stream(task, device, workers)
         _sync(device)
@@ -192,6 +218,7 @@ def train_phases(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any],
                     "wall_s": time.perf_counter() - t_run, "batches": state["global"],
                     "resumed": state["resumed"]},
         "counters": method.counter_values(), "memory_bytes": method.memory_bytes(),
+        "details": method.details(),
         "artifacts": method.artifacts() if state["status"] == "ok" else {},
     }
 

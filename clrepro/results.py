@@ -9,7 +9,7 @@ from typing import Any
 from clrepro.fsutil import write_json
 
 RECORD_VERSION = 1
-STATUSES = ("ok", "diverged")
+STATUSES = ("ok", "diverged", "failed")  # failed: out of memory, reason in "failed"
 REQUIRED = ("record_version", "run", "status", "hp", "R", "b", "test_sizes", "metrics",
             "timings", "provenance")
 

@@ -53,7 +53,7 @@ def record(spec: RunSpec, paper: str, version: int, m: dict[str, Any]) -> dict[s
         "timings": {"train_s": m.get("train_s", 1.0), "eval_s": 0.1},
         "curve": m.get("curve", {"progress": [], "batch": [], "acc": []}),
         "counters": m.get("counters", {}), "provenance": {"commit": "test", "machine": {}},
-        **{k: m[k] for k in ("benchmark", "memory_bytes") if k in m},
+        **{k: m[k] for k in ("benchmark", "memory_bytes", "details") if k in m},
     }
 
 

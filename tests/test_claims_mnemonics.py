@@ -93,3 +93,67 @@ def test_fig4s_upper_bound_has_a_point_per_class_count(tmp_path):
 
     upper = curves(context(tmp_path, "mnemonics2020", "mnemonics.fig4", full_benchmark))
     assert sorted(upper[upper["row"] == "joint_cil"]["classes"]) == list(range(5, 11))
+
+
+def optimisation(not_moved: bool) -> dict:
+    """A record's exemplar-optimisation log: one set that moved 0.001 or 5 grey levels."""
+    return {"exemplar_optimisation": [{
+        "phase": 0, "set": "new", "exemplars": 100, "meta_updates": 30,
+        "moved_grey_levels": 0.001 if not_moved else 5.0, "objective_before": 1.0,
+        "objective_after": 1.0 if not_moved else 0.9, "objective_fell_rel": 0.0 if not_moved else 0.1,
+        "not_moved": not_moved}]}
+
+
+def optimised_world(not_moved: bool, artifacts=None):
+    base = world()
+
+    def build(spec):
+        metrics = base(spec)
+        row = row_of(spec)
+        if metrics is not None and row in ("lucir_ours", "ours_noadj", "random", "herding"):
+            metrics["details"] = optimisation(not_moved)
+        if metrics is not None and artifacts and row in artifacts and spec.seed == 0:
+            metrics["artifacts"] = artifacts[row]
+        return metrics
+    return build
+
+
+@pytest.mark.parametrize("claim", ["C8", "C9"])
+def test_unmoved_exemplars_make_the_ablation_claims_not_checkable(claim, tmp_path):
+    """Spec §4.5 (amended): the paper's numbers would make C8 and C9 hold, but on runs whose
+    mnemonics exemplars did not move the comparison is random vs random."""
+    moved = check(tmp_path / "a", "mnemonics2020", claim, optimised_world(False), seeds=[0, 1, 2, 3])
+    assert moved.status == HOLDS, moved.detail
+    verdict = check(tmp_path / "b", "mnemonics2020", claim, optimised_world(True), seeds=[0, 1, 2, 3])
+    assert verdict.status == NOT_CHECKABLE and "did not move" in verdict.detail, verdict.detail
+
+
+def features(spread_ours: float, spread_initial: float, spread_herding: float = 0.1):
+    """Logged features of 6 classes (phase 0): real images around class centres; exemplars
+    at the given spread relative to the real images' (1)."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    out = {"lucir_ours": {}, "lucir": {}}
+    for c in range(6):
+        centre = torch.zeros(8)
+        centre[c] = 20.0
+        noise = lambda n, s: centre + s * torch.randn(n, 8, generator=g)  # noqa: E731
+        out["lucir_ours"].update({f"p0/c{c}/real": noise(50, 1.0), f"p0/c{c}/exemplars": noise(20, spread_ours),
+                                  f"p0/c{c}/initial": noise(20, spread_initial)})
+        out["lucir"].update({f"p0/c{c}/real": noise(50, 1.0), f"p0/c{c}/exemplars": noise(20, spread_herding)})
+    return out
+
+
+def test_c11_compares_mnemonics_exemplars_with_their_own_initialisation(tmp_path):
+    """Random exemplars lie farther from the centre than herding ones without any
+    optimisation: C11 must not hold for them. Exemplars that stayed where their random
+    initialisation put them cannot pass; ones moved outward can; unmoved runs are not
+    checkable."""
+    unchanged = check(tmp_path / "a", "mnemonics2020", "C11",
+                      optimised_world(False, features(1.0, 1.0)))
+    assert unchanged.status != HOLDS, unchanged.detail
+    outward = check(tmp_path / "b", "mnemonics2020", "C11", optimised_world(False, features(2.0, 1.0)))
+    assert outward.status == HOLDS, outward.detail
+    flagged = check(tmp_path / "c", "mnemonics2020", "C11", optimised_world(True, features(2.0, 1.0)))
+    assert "did not move" in flagged.detail and "phase 0: mnemonics exemplars farther" not in flagged.detail

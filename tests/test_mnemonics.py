@@ -10,7 +10,9 @@ import torch.nn.functional as F
 from clrepro import metrics, plan
 from clrepro.data.benchmarks import BenchmarkDef, materialize, prepare
 from clrepro.data.sources import synthetic
-from clrepro.exemplars import herding, meta_gradient, unrolled
+from clrepro import bilevel
+from clrepro.bilevel import meta_gradient, unrolled
+from clrepro.exemplars import herding
 from clrepro.methods import METHODS
 from clrepro.papers.mnemonics2020 import classes
 from clrepro.phases import train_phases
@@ -24,22 +26,27 @@ def tiny_net():
     return nn.Sequential(nn.Flatten(), nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)).double()
 
 
-def test_meta_gradient_matches_central_finite_differences():
-    """d L_val(Theta_K(E)) / d E through K unrolled inner steps (Eqs. 8-9), float64."""
-    model = tiny_net().eval()
+def tiny_problem():
     g = torch.Generator().manual_seed(1)
     ex = torch.randn(4, 6, generator=g, dtype=torch.float64)
     ey = torch.tensor([0, 1, 2, 1])
     vx = torch.randn(9, 6, generator=g, dtype=torch.float64)
     vy = torch.randint(0, 3, (9,), generator=g)
-    batches = [(vx[:5], vy[:5]), (vx[5:], vy[5:])]
+    return ex, ey, vx, vy, [(vx[:5], vy[:5]), (vx[5:], vy[5:])]
+
+
+def test_meta_gradient_matches_central_finite_differences():
+    """d L_val(Theta_K(E)) / d E through K unrolled inner steps (Eqs. 8-9), float64, with
+    the recomputed backward and inner mini-batches of 3 exemplars."""
+    model = tiny_net().eval()
+    ex, ey, vx, vy, batches = tiny_problem()
 
     def val_loss(e):
         params = unrolled(model, e, ey, steps=3, lr=0.3)
         return F.cross_entropy(torch.func.functional_call(model, params, (vx,)), vy).item()
 
-    grad, loss = meta_gradient(model, ex, ey, batches, len(vy), steps=3, lr=0.3)
-    assert loss == pytest.approx(val_loss(ex), rel=1e-10)
+    grad, loss = meta_gradient(model, ex, ey, batches, len(vy), steps=3, lr=0.3, inner_batch=3)
+    assert loss.item() == pytest.approx(val_loss(ex), rel=1e-10)
     h = 1e-6
     for i, j in [(0, 0), (1, 3), (3, 5), (2, 2)]:
         up, down = ex.clone(), ex.clone()
@@ -50,6 +57,84 @@ def test_meta_gradient_matches_central_finite_differences():
     # truncation: only the last inner step stays in the graph -> a different gradient
     truncated, _ = meta_gradient(model, ex, ey, batches, len(vy), steps=3, lr=0.3, truncate_k=1)
     assert not torch.allclose(truncated, grad)
+
+
+def tiny_conv_net():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(3 * 4 * 4, 3)).double()
+    with torch.no_grad():  # running statistics that are not the identity
+        net[1].running_mean.uniform_(-0.5, 0.5)
+        net[1].running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+@pytest.mark.parametrize("net", ["mlp", "conv_bn"])
+def test_recomputed_meta_gradient_equals_the_plain_one(net):
+    """Gradient checkpointing of the unroll (and inner mini-batches) is exact: the same
+    gradient as keeping the whole unrolled graph, float64, with and without truncation."""
+    if net == "mlp":
+        model, (ex, ey, _, _, batches) = tiny_net().eval(), tiny_problem()
+    else:
+        model, g = tiny_conv_net(), torch.Generator().manual_seed(2)
+        ex = torch.rand(5, 1, 4, 4, generator=g, dtype=torch.float64)
+        ey = torch.tensor([0, 1, 2, 0, 1])
+        batches = [(torch.rand(7, 1, 4, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (7,), generator=g))]
+    n_val = sum(len(y) for _, y in batches)
+    for truncate in (None, 2):
+        plain, plain_loss = meta_gradient(model, ex, ey, batches, n_val, steps=4, lr=0.5,
+                                          truncate_k=truncate, recompute=False)
+        assert plain.abs().max() > 1e-6
+        for inner_batch in (None, 1, 3):
+            rec, loss = meta_gradient(model, ex, ey, batches, n_val, steps=4, lr=0.5,
+                                      truncate_k=truncate, inner_batch=inner_batch)
+            torch.testing.assert_close(rec, plain, rtol=1e-10, atol=1e-13)
+            assert loss.item() == pytest.approx(plain_loss.item(), rel=1e-12)
+
+
+def test_meta_updates_lower_the_bilevel_objective():
+    """A few meta-updates (Eq. 9) on the exemplars lower L_val(Theta_K(E)) -- the bilevel
+    objective the record reports before and after."""
+    model = tiny_net().eval()
+    ex, ey, vx, vy, batches = tiny_problem()
+    before = bilevel.objective(model, ex, ey, [(vx, vy)], len(vy), 3, 0.3)
+    e = ex.clone()
+    for _ in range(20):
+        for batch in batches:  # one meta-update per validation mini-batch
+            grad, _ = meta_gradient(model, e, ey, [batch], len(batch[1]), steps=3, lr=0.3)
+            e -= 0.5 * grad
+    after = bilevel.objective(model, e, ey, [(vx, vy)], len(vy), 3, 0.3)
+    assert after < 0.99 * before
+
+
+def test_saved_bytes_counted_on_the_meta_device_equal_real_tensors():
+    """The memory plan's per-image count (meta device, nothing computed) is what autograd
+    really saves for one inner step with its graph; ResNet-32 at 32x32 keeps 4.95 MB."""
+    net = tiny_conv_net()
+    for graph in (True, False):
+        assert bilevel.saved_bytes_per_image(net, (1, 4, 4), 3, graph) == \
+            bilevel.saved_bytes_per_image(net, (1, 4, 4), 3, graph, device="cpu") > 0
+    from clrepro.papers.mnemonics2020 import memory
+
+    _, with_graph, plain = memory.network_bytes("cifar100")
+    assert with_graph / 1e6 == pytest.approx(4.95, rel=0.01) and plain < with_graph
+
+
+def test_every_full_scale_mnemonics_configuration_fits_80_gb():
+    """Spec §4.5 (amended): CIFAR-100, ImageNet-Subset and ImageNet, N = 5/10/25, new and
+    adjusted exemplars, all under 80 GB by the estimate -- where keeping the whole unroll
+    would need hundreds of GB."""
+    from clrepro.papers.mnemonics2020 import memory
+
+    rows = memory.table(80)
+    assert len(rows) == 18
+    assert all(r["peak_gb"] <= 80 * memory.HEADROOM for r in rows)
+    assert all(r["plain_unroll_gb"] > 200 for r in rows)
+    imagenet = [r for r in rows if r["dataset"] == "imagenet"]
+    assert all(r["inner_batch"] < r["exemplars"] for r in imagenet)  # mini-batched inner steps
+    assert memory.inner_batch_plan("cifar100", 5, 80) is None  # CIFAR-100: full batch fits
+    with pytest.raises(MemoryError, match="imagenet N=5"):
+        memory.inner_batch_plan("imagenet", 5, 4)
 
 
 def test_herding_follows_greedy_mean_matching_on_a_hand_checkable_case():
@@ -264,12 +349,79 @@ def test_bf16_steps_and_per_filter_scales_train():
 
 
 def test_a_bilevel_step_with_nan_exemplars_marks_the_run_diverged(monkeypatch):
-    from clrepro import exemplars
-
     def nan_gradient(model, exemplars_, *args, **kwargs):
-        return torch.full_like(exemplars_, float("nan")), 0.0
+        return torch.full_like(exemplars_, float("nan")), torch.zeros(())
 
-    monkeypatch.setattr(exemplars, "meta_gradient", nan_gradient)
+    monkeypatch.setattr(bilevel, "meta_gradient", nan_gradient)
     out = train_phases(bench(), METHODS["lucir"], HP, 0, 1, CPU)
     assert out["status"] == "diverged" and out["artifacts"] == {}
     assert "phase 1: mnemonics exemplars became non-finite (new, outer epoch 0)" in out["diverged"]
+
+
+def counting_meta_gradient(monkeypatch):
+    calls = []
+
+    def fake(model, exemplars_, labels, validation, n_validation, *args, **kwargs):
+        validation = list(validation)
+        calls.append((len(exemplars_), [y.tolist() for _, y in validation], n_validation))
+        return torch.zeros_like(exemplars_), torch.zeros(())
+
+    monkeypatch.setattr(bilevel, "meta_gradient", fake)
+    return calls
+
+
+def test_one_meta_update_per_validation_mini_batch(monkeypatch):
+    """Spec §4.5 (amended): an outer epoch is a pass over the (shuffled) validation data;
+    each mini-batch gives one meta-update. Phase 0: 48 real images in batches of 16 ->
+    3 meta-updates per epoch, 2 epochs; the record counts them."""
+    calls = counting_meta_gradient(monkeypatch)
+    hp = {**HP, "mnemonics.val_batch": 16, "mnemonics.adjust_old": False, "log.artifacts": False}
+    out = train_phases(bench(), METHODS["lucir"], hp, 0, 1, CPU)
+    phase0 = [c for c in calls if c[0] == 16]  # 4 classes x 4 exemplars
+    assert len(phase0) == 2 * 3
+    assert all(len(batches) == 1 and len(batches[0]) == 16 == n for _, batches, n in phase0)
+    first_epoch = sorted(sum((b[0] for _, b, _ in phase0[:3]), []))
+    assert first_epoch == sorted(bench().tasks[0].train_y.tolist())  # one pass over D_0
+    assert len(set(phase0[0][1][0])) > 1  # shuffled: a mini-batch mixes classes
+    log = out["details"]["exemplar_optimisation"]
+    assert [(e["phase"], e["set"], e["meta_updates"]) for e in log] == \
+        [(0, "new", 6), (1, "new", 2 * 2), (2, "new", 2 * 2)]  # 24 images: 2 batches
+    assert all(e["not_moved"] and e["moved_grey_levels"] == 0 for e in log)  # zero gradient
+    calls.clear()
+    train_phases(bench(), METHODS["lucir"], {**hp, "mnemonics.schedule": "per_epoch"}, 0, 1, CPU)
+    assert len([c for c in calls if c[0] == 16]) == 2  # the old option: one per pass
+
+
+def test_exemplars_that_move_are_recorded_with_their_objective(monkeypatch):
+    """A gradient of -1/255 per pixel and lr 1 moves every pixel by one grey level per
+    meta-update (inside the valid range): the record says so, unflagged."""
+    def fake(model, exemplars_, *args, **kwargs):
+        return torch.full_like(exemplars_, -1 / 255), torch.zeros(())
+
+    monkeypatch.setattr(bilevel, "meta_gradient", fake)
+    hp = {**HP, "mnemonics.lr": 1.0, "mnemonics.adjust_old": False, "log.artifacts": False,
+          "mnemonics.outer_epochs": 1}
+    out = train_phases(bench(), METHODS["lucir"], hp, 0, 1, CPU)
+    log = out["details"]["exemplar_optimisation"]
+    assert log[0]["meta_updates"] == 1 and 0.3 < log[0]["moved_grey_levels"] <= 1.0 / 0.2 + 1e-6
+    assert {"objective_before", "objective_after"} <= set(log[0])
+
+
+def test_out_of_memory_ends_the_run_as_failed_with_its_reason(monkeypatch):
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(bilevel, "meta_gradient", oom)
+    out = train_phases(bench(), METHODS["lucir"], HP, 0, 1, CPU)
+    assert out["status"] == "failed" and out["artifacts"] == {}
+    assert out["failed"].startswith("phase 1: out of memory: CUDA out of memory")
+    from clrepro.results import STATUSES
+
+    assert "failed" in STATUSES
+
+    def bug(*args, **kwargs):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(bilevel, "meta_gradient", bug)  # not memory: a bug still raises
+    with pytest.raises(RuntimeError, match="shapes"):
+        train_phases(bench(), METHODS["lucir"], HP, 0, 1, CPU)

@@ -154,6 +154,11 @@ class Method:
         """Tensors a run saves beside its record for figures (e.g. GMED's edited memory)."""
         return {}
 
+    def details(self) -> dict[str, Any]:
+        """JSON-able facts the run's record keeps (e.g. evidence that an optimisation of
+        exemplars happened); the phase trainer stores them under "details"."""
+        return {}
+
     def predict(self, x: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
         return self.logits(x, tasks).argmax(1)
 

@@ -19,9 +19,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from clrepro import bilevel
 from clrepro import exemplars as ex
 from clrepro.data.benchmarks import derive_seed
-from clrepro.methods.base import Method, TaskStream, register
+from clrepro.methods.base import FileStream, Method, TaskStream, register
 from clrepro.models.lucir import weight_transfer
 from clrepro.optim import build_optimizer
 from clrepro.trainset import TrainingSet, augment
@@ -73,11 +74,14 @@ class ClassIncremental(Method):
         "mnemonics.init": "random | herding (D3)",
         "mnemonics.mode": "bilevel | code_single_level (D2)",
         "mnemonics.val_batch": "mini-batch of the validation pass over D_i",
+        "mnemonics.schedule": "per_batch (one meta-update per validation mini-batch) | per_epoch",
+        "mnemonics.recompute": "recompute the unrolled steps in the backward pass (exact, less memory)",
+        "mnemonics.inner_batch": "exemplars per inner-step mini-batch (None: all at once)",
         "weight_transfer.scale": "kernel (official code, default) | filter: one scale per filter",
         "weight_transfer.shift": "code (default: only convs with a bias) | all | none",
         "log.artifacts": "keep exemplar and real-image features per phase (Figs. 1 and 5)",
     }
-    state_attrs = ("exemplars", "old_model", "end_state", "logged")
+    state_attrs = ("exemplars", "old_model", "end_state", "logged", "bilevel_log")
     stored_data_attrs = ("exemplars",)
 
     def __init__(self, ctx, hp):
@@ -90,6 +94,7 @@ class ClassIncremental(Method):
         self.old_model: nn.Module | None = None
         self.end_state: dict = {}  # progress of a phase's end work (resumable)
         self.logged: dict[str, torch.Tensor] = {}
+        self.bilevel_log: list[dict] = []  # per phase and exemplar set: movement, objective
         self.gen = ctx.generator
 
     # -- structure ----------------------------------------------------------------------
@@ -176,6 +181,9 @@ class ClassIncremental(Method):
                 order = (ex.herding_ranking(self.features(members)) if init == "herding"
                          else ex.random_ranking(len(members), self.gen).to(members.device))
                 self.exemplars[c] = members[order[:m]].clone()
+            if self.hp.get("log.artifacts") and self.hp["exemplars.kind"] == "mnemonics":
+                # the optimised exemplars' own starting point, for C11's comparison
+                self.end_state["initial"] = {c: self.exemplars[c].clone() for c in self.phase_classes[t]}
             self.end_state["selected"] = True
             self.checkpoint()
         if self.hp["exemplars.kind"] == "mnemonics" and "new_done" not in self.end_state:
@@ -197,15 +205,21 @@ class ClassIncremental(Method):
             self.log_phase(t, data)
 
     def log_phase(self, t: int, data: TaskStream, per_class: int = 50) -> None:
-        """Features (in this phase's network) of the phase's classes' exemplars and of some
-        of their real images, for the t-SNE figures (Mnemonics Figs. 1 and 5)."""
+        """Features (in this phase's network) of the phase's classes' exemplars, of their
+        initialisation (mnemonics) and of some of their real images, for the t-SNE figures
+        (Mnemonics Figs. 1 and 5) and C11."""
         for c in self.phase_classes[t]:
             real = data.class_images(c, per_class)
             self.logged[f"p{t}/c{c}/exemplars"] = self.features(self.exemplars[c]).cpu()
+            if c in self.end_state.get("initial", {}):
+                self.logged[f"p{t}/c{c}/initial"] = self.features(self.end_state["initial"][c]).cpu()
             self.logged[f"p{t}/c{c}/real"] = self.features(real).cpu()
 
     def artifacts(self):
         return dict(self.logged)
+
+    def details(self):
+        return {"exemplar_optimisation": list(self.bilevel_log)} if self.bilevel_log else {}
 
     def end_phase(self, t: int, data: TaskStream) -> None:
         """Method-specific work after the exemplars are set (BiC's bias correction)."""
@@ -256,56 +270,95 @@ class ClassIncremental(Method):
                            lo=lambda c: 0, hi=None) -> None:
         """Exemplars exemplars[c][lo(c):hi(c)] of `classes` trained against `validation`
         (Eqs. 8-9 for new exemplars with D_i; Eq. 10 with the other half of the old ones),
-        optimised in the network's normalised input space and clamped to valid pixels;
-        one checkpoint per outer epoch."""
+        optimised in the network's normalised input space and clamped to valid pixels.
+        Schedule (spec §4.5, Amended 2026-12-07): an outer epoch is one pass over the
+        validation data in mini-batches, reshuffled per epoch; each mini-batch gives one
+        meta-update (`mnemonics.schedule` per_epoch: one per pass, the gradient accumulated
+        over it). One checkpoint per outer epoch. Records the movement and the bilevel
+        objective before/after (`bilevel_log`)."""
         hi = hi or (lambda c: len(self.exemplars[c]))
         sizes = [hi(c) - lo(c) for c in classes]
         labels = torch.cat([torch.full((n,), c, dtype=torch.long, device=self.device)
                             for c, n in zip(classes, sizes)])
         mean, std = self.input_stats()
-        z = torch.cat([(self.exemplars[c][lo(c):hi(c)] - mean) / std for c in classes])
-        z = torch.nn.Parameter(z)
+        z = torch.nn.Parameter(torch.cat([(self.exemplars[c][lo(c):hi(c)] - mean) / std for c in classes]))
         lr = self.hp["mnemonics.lr"]
         opt = torch.optim.SGD([z], lr=lr)
-        start = self.end_state.get(f"{tag}_epoch", 0)
-        if start:
-            z.data.copy_(self.end_state[f"{tag}_z"])
         was = self.model.training
         self.model.eval()
         batch = self.hp.get("mnemonics.val_batch", 128)
+        bilevel_mode = self.hp.get("mnemonics.mode", "bilevel") == "bilevel"
+        per_batch = self.hp.get("mnemonics.schedule", "per_batch") == "per_batch"
+        start = self.end_state.get(f"{tag}_epoch", 0)
+        if start:
+            z.data.copy_(self.end_state[f"{tag}_z"])
+        else:
+            initial = (z.detach() * std + mean).clamp(0, 1)
+            self.end_state[f"{tag}_init"] = initial.cpu()
+            self.end_state[f"{tag}_before"] = self.bilevel_objective(initial, labels, validation, batch)
+        updates = self.end_state.get(f"{tag}_updates", 0)
         for epoch in range(start, self.hp["mnemonics.outer_epochs"]):
             for group in opt.param_groups:
                 group["lr"] = lr * 0.5 ** (epoch // 10)
-            pixels = (z * std + mean).clamp(0, 1)
-            if self.hp.get("mnemonics.mode", "bilevel") == "bilevel":
-                grad, _ = ex.meta_gradient(
-                    self.model, pixels, labels, validation.batches(batch), len(validation),
-                    self.hp["mnemonics.inner_steps"], self.hp["mnemonics.inner_lr"],
-                    self.hp.get("mnemonics.truncate_k"))
-                z.grad = grad * std  # d/dz of pixels = z * std + mean
-            else:
-                z.grad = self.single_level_gradient(z, mean, std, classes, sizes, validation, batch)
-            opt.step()
-            with torch.no_grad():
-                z.copy_(((z * std + mean).clamp(0, 1) - mean) / std)
+            gen = torch.Generator().manual_seed(derive_seed(self.ctx.seed, f"mnemonics:{tag}:{self.task}:{epoch}"))
+            shuffled = shuffle_stream(validation, gen)
+            passes = (([b] for b in shuffled.batches(batch)) if per_batch  # lazily: ImageNet decodes
+                      else [shuffled.batches(batch)])
+            for part in passes:
+                pixels = (z * std + mean).clamp(0, 1)
+                if bilevel_mode:
+                    grad, _ = bilevel.meta_gradient(
+                        self.model, pixels, labels, part, sum(len(y) for _, y in part) if per_batch
+                        else len(validation), self.hp["mnemonics.inner_steps"],
+                        self.hp["mnemonics.inner_lr"], self.hp.get("mnemonics.truncate_k"),
+                        recompute=self.hp.get("mnemonics.recompute", True),
+                        inner_batch=self.hp.get("mnemonics.inner_batch"))
+                    z.grad = grad * std  # d/dz of pixels = z * std + mean
+                else:
+                    z.grad = self.single_level_gradient(z, mean, std, classes, sizes, part, batch)
+                opt.step()
+                updates += 1
+                with torch.no_grad():
+                    z.copy_(((z * std + mean).clamp(0, 1) - mean) / std)
             if not torch.isfinite(z).all():
                 raise FloatingPointError(f"mnemonics exemplars became non-finite ({tag}, "
                                          f"outer epoch {epoch}): lower mnemonics.lr")
             self.end_state[f"{tag}_epoch"], self.end_state[f"{tag}_z"] = epoch + 1, z.detach().clone()
+            self.end_state[f"{tag}_updates"] = updates
             self.checkpoint()
-        self.model.train(was)
         pixels = (z.detach() * std + mean).clamp(0, 1)
+        self.log_movement(tag, self.end_state[f"{tag}_init"], pixels, labels, validation, batch, updates)
+        self.model.train(was)
         for c, part in zip(classes, pixels.split(sizes)):
             self.exemplars[c] = torch.cat([self.exemplars[c][:lo(c)], part, self.exemplars[c][hi(c):]])
 
+    def bilevel_objective(self, pixels, labels, validation: TaskStream, batch: int) -> float:
+        """L_c(Theta_K(E); D): the validation loss of the temporary model trained on E."""
+        return bilevel.objective(self.model, pixels, labels, validation.batches(batch),
+                                 len(validation), self.hp["mnemonics.inner_steps"],
+                                 self.hp["mnemonics.inner_lr"], self.hp.get("mnemonics.inner_batch"))
+
+    def log_movement(self, tag, initial, pixels, labels, validation, batch, updates) -> None:
+        """Evidence that the exemplars moved (spec §4.5, Amended 2026-12-07): mean |dE| in
+        grey levels (1/255 of the [0, 1] pixel range) and the bilevel objective of the
+        initial and the optimised exemplars; flagged when both barely changed."""
+        moved = float((pixels.cpu() - initial.cpu()).abs().mean()) * 255
+        before = self.end_state[f"{tag}_before"]
+        after = self.bilevel_objective(pixels, labels, validation, batch)
+        fell = (before - after) / abs(before) if before else 0.0
+        self.bilevel_log.append({
+            "phase": self.task, "set": tag, "exemplars": len(labels), "meta_updates": updates,
+            "moved_grey_levels": moved, "objective_before": before, "objective_after": after,
+            "objective_fell_rel": fell, "not_moved": moved < 1.0 and fell < 0.01})
+
     def single_level_gradient(self, z, mean, std, classes, sizes, validation, batch) -> torch.Tensor:
-        """The official code's variant (D2), summed over one pass of the real data."""
+        """The official code's variant (D2), summed over the validation mini-batches given."""
         total = torch.zeros_like(z)
         old = [c for c in range(self.model.head.out_features) if c not in classes]
         with torch.no_grad():
             old_means = (torch.stack([self.features(self.exemplars[c]).mean(0) for c in old])
                          if old else None)
-        for vx, vy in validation.batches(batch):
+        for vx, vy in validation:
             zz = z.detach().requires_grad_(True)
             per_class = ((zz * std + mean).clamp(0, 1)).split(sizes)
             loss = ex.code_single_level_gradient(self.model.features, list(per_class), classes,
@@ -326,6 +379,16 @@ class ClassIncremental(Method):
     # -- prediction -----------------------------------------------------------------------
     def predict(self, x, tasks):
         return self.model(x).argmax(1)
+
+
+def shuffle_stream(stream: TaskStream, gen: torch.Generator) -> TaskStream:
+    """The stream's images in a seeded random order (one meta-update's mini-batch mixes
+    classes; a stream is stored class by class)."""
+    perm = torch.randperm(len(stream), generator=gen)
+    y = stream.y[perm.to(stream.y.device)]
+    if isinstance(stream, FileStream):
+        return FileStream(stream.x.subset(perm), y, stream.workers)
+    return TaskStream(stream.x[perm.to(stream.x.device)], y)
 
 
 def as_input(x: torch.Tensor) -> torch.Tensor:

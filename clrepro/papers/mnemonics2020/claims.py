@@ -10,7 +10,8 @@ from clrepro.analysis import verdicts as V
 from clrepro.papers.base import Context
 from clrepro.papers.mnemonics2020 import numbers as N
 from clrepro.papers.mnemonics2020 import runs as R
-from clrepro.papers.mnemonics2020.artifacts import exemplar_features, frame, placement, values
+from clrepro.papers.mnemonics2020.artifacts import (exemplar_features, frame, not_moved, placement,
+                                                    values)
 
 BASES = ("lwf_cil", "icarl_cil", "bic", "lucir")
 
@@ -113,9 +114,21 @@ def c7(ctx):
     return V.combine(parts)
 
 
+NOT_MOVED = "the optimised exemplars did not move (spec §4.5: < 1 grey level and < 1 % of the " \
+            "bilevel objective), so the comparison is between unoptimised exemplars"
+
+
+def _unmoved(df, rows, d, n) -> list[str]:
+    return [r for r in rows if not_moved(df, R.run_row(r), d, n)]
+
+
 def c8(ctx):
     df, have, parts = _present(ctx, N.TABLE2_SETTINGS, R.TABLE2_ROWS)
     for d, n in have:
+        flagged = _unmoved(df, R.TABLE2_ROWS, d, n)
+        if flagged:
+            parts.append(V.not_checkable(f"{_setting(d, n)}", f"{', '.join(flagged)}: {NOT_MOVED}"))
+            continue
         rows = {r: values(df, R.run_row(r), d, n) for r in R.TABLE2_ROWS}
         parts += V.best("ours", rows, f"{_setting(d, n)} Ā")
         rows = {r: values(df, R.run_row(r), d, n, "forgetting") for r in R.TABLE2_ROWS}
@@ -131,12 +144,18 @@ def c9(ctx):
         per_seed: dict[int, list[float]] = {}
         for _, n in [(dd, n) for dd, n in have if dd == d]:
             for kind in ("random", "herding", "ours"):
+                unmoved = _unmoved(df, [kind, f"{kind}_noadj"], d, n)
+                if unmoved:
+                    parts.append(V.not_checkable(f"{_setting(d, n)} {kind}",
+                                                 f"{', '.join(unmoved)}: {NOT_MOVED}"))
+                    continue
                 adj = values(df, "lucir_ours" if kind == "ours" else kind, d, n)
                 raw = values(df, f"{kind}_noadj", d, n)
                 for s in set(adj) & set(raw):
                     per_seed.setdefault(s, []).append(adj[s] - raw[s])
         gain = {s: sum(v) / len(v) for s, v in per_seed.items()}
-        parts.append(V.paired(gain, 0.0, f"{R.DATASET_TITLES[d]}: mean Ā gain of adjusting old exemplars > 0"))
+        if gain:
+            parts.append(V.paired(gain, 0.0, f"{R.DATASET_TITLES[d]}: mean Ā gain of adjusting old exemplars > 0"))
     return V.combine(parts, summary="paper: +1.10 (CIFAR-100), +1.06 (ImageNet-Subset)")
 
 
@@ -147,6 +166,11 @@ def c10(ctx):
     favour, cells = 0, 0
     for d, n in have:
         for suffix in ("", "_noadj"):
+            unmoved = _unmoved(df, [f"random{suffix}", f"herding{suffix}"], d, n)
+            if unmoved:  # the adjusted cells' exemplars were optimised
+                parts.append(V.not_checkable(f"{_setting(d, n)} cell{suffix or ' adjusted'}",
+                                             f"{', '.join(unmoved)}: {NOT_MOVED}"))
+                continue
             r = values(df, f"random{suffix}", d, n, "forgetting")
             h = values(df, f"herding{suffix}", d, n, "forgetting")
             seeds = set(r) & set(h)
@@ -160,19 +184,36 @@ def c10(ctx):
 
 
 def c11(ctx):
-    """Mnemonics exemplars lie farther from their class centre than herding exemplars (which
-    sit near it), while staying in their class: per class and logged phase of the first-seed
-    N = 5 runs, LUCIR w/ ours against LUCIR (herding)."""
+    """Mnemonics exemplars lie farther from their class centre than before they were
+    optimised (their own random initialisation: random exemplars cannot pass this) and
+    than herding exemplars (which sit near it): per class and logged phase of the
+    first-seed N = 5 runs, LUCIR w/ ours against its initialisation and LUCIR (herding).
+    Not checkable where the mnemonics exemplars did not move."""
     data = exemplar_features(ctx)
+    df = frame(ctx)
     parts = []
+    unmoved = [(d, n) for d, n in N.TABLE2_SETTINGS + N.SETTINGS if not_moved(df, "lucir_ours", d, n)]
     for phase in sorted({p for r, p in data if r == "lucir_ours"}):
+        entry = data[("lucir_ours", phase)]
+        ours = placement(entry).set_index("class")["relative_distance"]
+        if unmoved:
+            parts.append(V.not_checkable(f"phase {phase}: mnemonics exemplars", NOT_MOVED))
+        elif "initial" in entry:
+            start = placement({**entry, "exemplars": entry["initial"],
+                               "exemplars_labels": entry["initial_labels"]}).set_index("class")["relative_distance"]
+            parts.append(V.paired(ours.to_dict(), start.to_dict(),
+                                  f"phase {phase}: mnemonics exemplars farther from the class centre "
+                                  f"than their own initialisation (per class)"))
+        else:
+            parts.append(V.not_checkable(f"phase {phase}: mnemonics vs initialisation",
+                                         "the run did not log the exemplars' initialisation"))
         if ("lucir", phase) not in data:
             continue
-        ours = placement(data[("lucir_ours", phase)]).set_index("class")["relative_distance"]
         herd = placement(data[("lucir", phase)]).set_index("class")["relative_distance"]
-        parts.append(V.paired(ours.to_dict(), herd.to_dict(),
-                              f"phase {phase}: mnemonics exemplars farther from the class centre "
-                              f"than herding (per class)"))
+        if not unmoved:
+            parts.append(V.paired(ours.to_dict(), herd.to_dict(),
+                                  f"phase {phase}: mnemonics exemplars farther from the class centre "
+                                  f"than herding (per class)"))
         parts.append(V.paired(1.0, herd.to_dict(), f"phase {phase}: herding exemplars nearer the "
                                                     f"centre than a typical image (per class)"))
     if not parts:

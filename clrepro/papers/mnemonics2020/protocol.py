@@ -18,13 +18,15 @@ from clrepro.data.definitions import BenchmarkDef
 from clrepro.papers.mnemonics2020.classes import CIFAR100_ORDER, FMNIST_ORDER, IMAGENET_ORDER
 from clrepro.spec import RunSpec
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: one meta-update per validation mini-batch (spec §4.5, amended)
 
 OPTION_DEFAULTS: dict[str, Any] = {
     "memory.policy": "per_class_20",  # D1: per_class_20 (main paper) | fixed_2000 (code)
     "mnemonics.mode": "bilevel",  # D2: bilevel (paper) | code_single_level
     "mnemonics.init": "random",  # D3: random (paper) | herding (code)
     "mnemonics.truncate_k": None,  # back-propagate through the last k inner steps only
+    "mnemonics.schedule": "per_batch",  # §4.5 amended: per_batch | per_epoch (the old default)
+    "gpu_memory_gb": 80,  # §4.5 amended: the bilevel step's memory plan fits one such GPU
     "baselines.variant": "paper",  # D5: paper | code_readme (one CE+KD model, CNN and NME rows)
     "kd.form": "soft_targets_eq5",  # D7: soft_targets_eq5 | code
     "upper_bound.imagenet": False,  # the optional ImageNet-1k upper bounds (31 runs)
@@ -46,8 +48,10 @@ SMOKE_EPOCHS, SMOKE_MILESTONES = 2, [1]
 SGD = {"name": "sgd", "momentum": 0.9, "weight_decay": 5e-4}
 LR, BATCH = 0.1, 128
 PER_CLASS, FIXED_TOTAL = 20, 2000
-# §4.5 exemplar level (paper; quick: 3 outer epochs of 10 inner steps, shrunk from spec §6's 5)
-MNEMONICS = {"full": (50, 50), "quick": (3, 10), "smoke": (1, 2)}  # outer epochs, inner steps
+# §4.5 exemplar level (paper; quick: 1 outer epoch of 10 inner steps, shrunk from spec §6's 5
+# to fit the quick budget: with one meta-update per validation mini-batch (amended §4.5) that
+# is 10 meta-updates in phase 0, where the old schedule's 3 epochs made 3)
+MNEMONICS = {"full": (50, 50), "quick": (1, 10), "smoke": (1, 2)}  # outer epochs, inner steps
 MNEMONICS_LR = INNER_LR = FINETUNE_LR = 0.01
 FINETUNE_EPOCHS = {"full": 50, "quick": 5, "smoke": 1}
 KD_LAMBDA, KD_TAU = 0.5, 2.0
@@ -181,7 +185,13 @@ def hyperparams(spec: RunSpec, options: dict[str, Any]) -> dict[str, Any]:
                    "mnemonics.inner_lr": INNER_LR, "mnemonics.lr": MNEMONICS_LR,
                    "mnemonics.truncate_k": options["mnemonics.truncate_k"],
                    "mnemonics.init": options["mnemonics.init"],
-                   "mnemonics.mode": options["mnemonics.mode"], "mnemonics.val_batch": BATCH})
+                   "mnemonics.mode": options["mnemonics.mode"], "mnemonics.val_batch": BATCH,
+                   "mnemonics.schedule": options["mnemonics.schedule"],
+                   "mnemonics.recompute": False})  # the stand-ins' unroll fits: plain, fastest
+        if scale == "full":  # recompute the unroll, inner mini-batches where they do not fit
+            from clrepro.papers.mnemonics2020.memory import bilevel_plan
+
+            hp.update(bilevel_plan(dataset, n, options["gpu_memory_gb"]))
     code = options["baselines.variant"] == "code_readme"
     if spec.method in ("lwf_cil", "icarl_cil") and code:
         hp.update({"kd.lambda": KD_LAMBDA, "kd.tau": KD_TAU, "kd.form": "code"})
