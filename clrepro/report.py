@@ -25,6 +25,7 @@ from clrepro.provenance import code_state, versions  # noqa: E402
 PAGE = (11.69, 8.27)  # A4 landscape, inches
 MARGIN = 0.045
 COLOURS = {HOLDS: "#1b7837", FAILS: "#b2182b", INCONCLUSIVE: "#8c6d1f", NOT_CHECKABLE: "#555555"}
+FRAGILE_MARK = "fragile"
 ROWS_PER_PAGE = 24  # plotted points listed under a figure (the CSV has them all)
 TEXT_WIDTH = (1 - 2 * MARGIN) * PAGE[0] * 72  # points
 CELL_PAD = 3.0  # points between a cell's border and its text
@@ -165,11 +166,17 @@ def build_report(claim_files: list[Path], out: Path, title: str = "clrepro repro
             f"runs made at commit(s) {', '.join(run_commits) or '–'} on {', '.join(devices) or '–'}.\n"
             + "Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()), size=9, gap=0.02)
         overview = [{"artifact": s["artifact"], "claim": c["id"], "verdict": c["status"],
+                     "fragile": FRAGILE_MARK if c.get("fragile") else "",
                      "seeds": _seeds(c), "rule": c.get("rule", ""), "statement": c["text"]}
                     for s in summaries for c in s["claims"]]
         counts = {k: sum(1 for o in overview if o["verdict"] == k) for k in COLOURS}
-        pages.text("Claims: " + ", ".join(f"{n} {k}" for k, n in counts.items()), size=11,
-                   weight="bold")
+        fragile = sum(1 for o in overview if o["fragile"])
+        pages.text("Claims: " + ", ".join(f"{n} {k}" for k, n in counts.items())
+                   + f"; {fragile} fragile", size=11, weight="bold")
+        pages.text("Fragile: a rerun of the same seeds on another machine would give another "
+                   "verdict with a chance of 1 in 5 or more (each comparison's 'stability' is "
+                   "that chance's complement; README, \"Fragile verdicts\").", size=8,
+                   color="0.3")
         runs_total = sum(s["runs"]["total"] for s in summaries)
         problems = [p for s in summaries for p in s["runs"]["problems"]]
         pages.text(f"Run records read: {runs_total} (shared runs counted per artifact); "
@@ -196,7 +203,8 @@ def _paper_page(pages: Pages, group: list[dict[str, Any]]) -> None:
     pages.text(f"{first['paper_title']} ({first['paper']})", size=17, weight="bold", gap=0.012)
     claims = [c for s in group for c in s["claims"]]
     counts = ", ".join(f"{sum(c['status'] == k for c in claims)} {k}" for k in COLOURS)
-    pages.text(f"{len(group)} artifacts; claims: {counts}", size=10, gap=0.01)
+    fragile = sum(bool(c.get("fragile")) for c in claims)
+    pages.text(f"{len(group)} artifacts; claims: {counts}; {fragile} fragile", size=10, gap=0.01)
     pages.table([{"artifact": s["artifact"], "title": s["title"],
                   "runs usable": f"{s['runs']['ok']}/{s['runs']['total']}"} for s in group])
 
@@ -225,7 +233,8 @@ def _artifact_pages(pages: Pages, s: dict[str, Any]) -> None:
     for p in s["runs"]["problems"]:
         pages.text(f"Unusable run: {p['path']} ({p['status']})", size=8, color=COLOURS[FAILS])
     for c in s["claims"]:
-        pages.text(f"{c['id']} — {c['status'].upper()}" + (f"  (rule: {c['rule']})" if c.get("rule") else ""),
+        pages.text(f"{c['id']} — {c['status'].upper()}" + (" (FRAGILE)" if c.get("fragile") else "")
+                   + (f"  (rule: {c['rule']})" if c.get("rule") else ""),
                    size=9.5, weight="bold", color=COLOURS[c["status"]], gap=0.002)
         pages.text(c["text"], size=8.5, gap=0.004)
         rows = evidence_rows(c)
@@ -237,7 +246,7 @@ def _artifact_pages(pages: Pages, s: dict[str, Any]) -> None:
 
 def evidence_rows(claim: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per comparison behind a verdict: what was compared, over how many seeds, the
-    effect, its interval and p, and the rule that decided it."""
+    effect, its interval and p, the rule that decided it and how stable that is."""
     rows = []
     for kind, items in (("", claim.get("evidence") or []),
                         *((f"precondition: {p['name']}", p["evidence"])
@@ -248,8 +257,15 @@ def evidence_rows(claim: dict[str, Any]) -> list[dict[str, Any]]:
                          "n": e["n"], "effect": _num(e.get("effect")),
                          "95% CI": f"[{ci[0]:+.3g}, {ci[1]:+.3g}]" if ci else "–",
                          "p": _num(e.get("p"), "{:.2g}"), "rule": e["rule"],
-                         "verdict": e["status"], "note": e.get("note") or ""})
+                         "verdict": e["status"],
+                         "stability": _stability(e), "note": e.get("note") or ""})
     return rows
+
+
+def _stability(e: dict[str, Any]) -> str:
+    if e.get("stability") is None:
+        return "–"
+    return f"{e['stability']:.2f}" + (f" {FRAGILE_MARK}" if e.get("fragile") else "")
 
 
 def _num(value: Any, form: str = "{:+.3g}") -> str:

@@ -151,3 +151,29 @@ def test_columns_take_their_content_width_and_only_wide_ones_wrap():
     assert narrow[2] == text_width(STATEMENT, 7.5) + 6  # fits: no stretching, no empty column
     fitted = column_widths(cells, ["claim", "verdict", "statement"], 7.5, 400, 6)
     assert abs(sum(fitted) - 400) < 1e-6 and fitted[:2] == narrow[:2]
+
+
+def test_fragile_verdicts_are_marked_and_counted(tmp_path):
+    """A claim whose comparison sits near its rule's level is marked in the verdict table, in
+    its heading and beside the comparison's stability, and counted in the summary line."""
+    from clrepro.analysis import verdicts as V
+
+    base = {0: 0.60, 1: 0.61, 2: 0.62, 3: 0.58, 4: 0.60}
+    near = {s: base[s] + d for s, d in enumerate([0.010, 0.030, 0.005, -0.004, 0.028])}
+    firm = {s: v + 0.1 for s, v in base.items()}
+    claims = []
+    for i, a in enumerate((near, firm)):
+        v = V.combine([V.paired(a, base, "A > B")])
+        claims.append({"id": f"p.C{i}", "text": "A beats B", "status": v.status,
+                       "fragile": v.fragile, "detail": v.detail, "rule": v.rule,
+                       "evidence": v.evidence, "preconditions": v.preconditions})
+    path = _summary(tmp_path, "table", 2)
+    summary = json.loads(path.read_text())
+    summary["claims"] = claims
+    path.write_text(json.dumps(summary))
+    out = tmp_path / "report.pdf"
+    build_report([path], out)
+    text = _text(out)
+    assert "; 1 fragile" in text
+    assert "p.C0 — INCONCLUSIVE (FRAGILE)" in text and "p.C1 — HOLDS (rule" in text
+    assert f"{claims[0]['evidence'][0]['stability']:.2f} fragile" in text
