@@ -22,6 +22,8 @@ def sample_values(sch: dict[str, Any]) -> list[Any]:
     if "enum" in sch:
         return list(sch["enum"])
     kind = sch.get("type")
+    if isinstance(kind, list):  # e.g. ["number", "null"]
+        return [v for k in kind for v in sample_values({**sch, "type": k})]
     if kind == "boolean":
         return [True, False]
     if kind == "null":
