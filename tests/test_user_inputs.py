@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -169,6 +168,7 @@ def test_a_torch_save_on_a_full_disk_names_the_full_disk(tmp_path, monkeypatch):
                         lambda path: type("U", (), {"free": 1024})())
     with pytest.raises(OSError) as info:
         with fsutil.atomic_path(tmp_path / "x.pt") as tmp:
+            tmp.write_bytes(b"partial")
             raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
     assert info.value.errno == errno.ENOSPC and not list(tmp_path.iterdir())
 
@@ -204,8 +204,6 @@ def test_a_run_being_trained_elsewhere_is_refused_naming_the_holder(perm_cache, 
 
 
 def test_a_batch_skips_a_run_held_by_another_process_and_keeps_its_log(perm_cache, tmp_path):
-    from clrepro.batch import run_batch
-
     data, perm, _ = perm_cache
     out = tmp_path / PERM
     out.parent.mkdir(parents=True)
