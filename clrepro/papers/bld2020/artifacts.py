@@ -285,9 +285,9 @@ def render_tuning(ctx: Context) -> Rendered:
         used = (P.learning_rate(dataset, tasks, ctx.scale, ctx.options.get("bld.optimizer", "sgd"))
                 if kind == "lr" else ctx.options.get("l2.mu") or best)
         setting = f"{R.DATASET_TITLES[dataset]} " + ("(first task)" if kind == "lr" else f"{tasks}-task")
-        shown = {"grid": names[kind], "setting": setting}
-        for v, a in sorted(zip(part["value"], part["val_acc"])):
-            shown[f"{v:g}"] = "–" if a is None or a != a else f"{a:.1f}"
+        shown = {"grid": names[kind], "setting": setting, "validation accuracy (%) per value": " · ".join(
+            f"{v:g}: " + ("diverged" if a is None or a != a else f"{a:.1f}")
+            for v, a in sorted(zip(part["value"], part["val_acc"])))}
         shown["selected"] = "–" if best is None else f"{best:g}"
         shown["used"] = f"{used:g}" if used is not None else "–"
         display.append(shown)
