@@ -156,4 +156,4 @@ def test_c11_compares_mnemonics_exemplars_with_their_own_initialisation(tmp_path
     outward = check(tmp_path / "b", "mnemonics2020", "C11", optimised_world(False, features(2.0, 1.0)))
     assert outward.status == HOLDS, outward.detail
     flagged = check(tmp_path / "c", "mnemonics2020", "C11", optimised_world(True, features(2.0, 1.0)))
-    assert "did not move" in flagged.detail and "phase 0: mnemonics exemplars farther" not in flagged.detail
+    assert flagged.status == NOT_CHECKABLE and "did not move" in flagged.detail, flagged.detail

@@ -18,16 +18,14 @@ An estimate, printable before launch (`python -m clrepro.papers.mnemonics2020.me
 
 The per-image saved bytes are counted by clrepro.bilevel.saved_bytes_per_image on the meta
 device (ResNet-32 at 32x32: 4.95 MB per image per unrolled step with the graph, 2.47 MB
-without), so they follow the networks' code rather than a constant.
+without). Planning must not import torch, so the counts are kept in NETWORK_BYTES; a test
+recounts them from the networks' code (`measure_network_bytes`).
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
+import math
 
-import torch
-
-from clrepro.bilevel import saved_bytes_per_image
 from clrepro.papers.mnemonics2020 import protocol as P
 
 GB = 1e9
@@ -36,10 +34,19 @@ CLASSES = {"cifar100": (100, 50), "imagenet_subset": (100, 50), "imagenet": (100
 FULL_BATCH_FACTOR = 1.5  # transient gradients of a plain backward, relative to its saved tensors
 
 
-@lru_cache(maxsize=None)
-def network_bytes(dataset: str) -> tuple[int, int, int]:
+# (parameter bytes, saved bytes per image with the step's graph, without), as counted by
+# measure_network_bytes (tests/test_mnemonics.py checks they still agree)
+NETWORK_BYTES = {"cifar100": (1891024, 4945336, 2470552),
+                 "imagenet_subset": (44911248, 41247928, 22079896),
+                 "imagenet": (46758048, 41258728, 22083496)}
+
+
+def measure_network_bytes(dataset: str) -> tuple[int, int, int]:
     """(parameter bytes, saved bytes per image with the step's graph, without) of the
-    dataset's full-scale network."""
+    dataset's full-scale network, counted on the meta device."""
+    import torch
+
+    from clrepro.bilevel import saved_bytes_per_image
     from clrepro.models import build_model
 
     total, _ = CLASSES[dataset]
@@ -59,14 +66,14 @@ def bilevel_peak_bytes(dataset: str, n_phases: int, exemplar_set: str, inner_bat
     steps = steps or P.MNEMONICS["full"][1]
     total, base = CLASSES[dataset]
     step_classes = (total - base) // n_phases
-    image = 4 * torch.Size(SHAPES[dataset]).numel()
+    image = 4 * math.prod(SHAPES[dataset])
     if exemplar_set == "new":
         n_opt, seen, train_images = P.PER_CLASS * base, base, 500 * base if dataset == "cifar100" else 0
     else:
         old = total - step_classes
         n_opt, seen = P.PER_CLASS // 2 * old, total
         train_images = 500 * step_classes if dataset == "cifar100" else 0
-    params, with_graph, plain = network_bytes(dataset)
+    params, with_graph, plain = NETWORK_BYTES[dataset]
     chunk = min(inner_batch or n_opt, n_opt)
     fixed = (4 + steps + 1 + 3) * params + P.PER_CLASS * seen * image + 3 * n_opt * image \
         + train_images * image // 4
