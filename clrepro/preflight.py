@@ -190,8 +190,8 @@ def estimate(method_cls, hp: dict[str, Any], shape: tuple[int, int, int], n_clas
         try:
             method.begin_task(n_tasks - 1, TaskStream(x, y))
             tasks.fill_(n_tasks - 1)
-            for step in range(2):
-                method.step, method.batch_ids = step, torch.arange(batch, device=dev)
+            for i in range(2):
+                method.step, method.batch_ids = i, torch.arange(batch, device=dev)
                 method.observe(x, y, tasks)
         except Exception as exc:  # e.g. unique on meta: a plain step of the same network
             step, note = "generic", f"{type(exc).__name__}: {exc}"[:60]
