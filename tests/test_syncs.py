@@ -24,9 +24,10 @@ BUDGET = {
                # the constraint signs with the QP's Gram matrix and linear term
     "gss": 1,  # GSS-Greedy's replacement (Alg. 2) is a sequential per-example draw on the
                # host: one copy per step of the candidates' scores
-    "replay_drl": 62,  # issue 20: being removed (DRL's loss and class-balanced memory)
-    "lucir": 4,  # issue 21: being removed (old-class rows, margin ranking loss)
-    "icarl_cil": 2,  # issue 21: being removed
+    "lucir": 4,  # on the CPU (where this counter runs) LUCIR selects the old-class rows for
+                 # its margin ranking loss, which costs nothing there; on an accelerator it
+                 # scores every row and masks the new ones instead (no sync; the two forms
+                 # agree: test_lucir_models / test_cil_methods)
 }
 PHASE_METHODS = sorted(name for name, cls in METHODS.items() if cls.trainer == "phases")
 CIL_EXTRA = {"lwf_cil": {"kd.lambda": 0.5, "kd.tau": 2.0, "kd.form": "soft_targets_eq5"},

@@ -188,10 +188,11 @@ class Method:
         """Add n to a counter; n may be a 0-dim device tensor (counted without a sync)."""
         self.counters[key] = self.counters.get(key, 0) + n
 
-    def counter_values(self) -> dict[str, int]:
-        """The counters as numbers (one host read each, at the end of a run). A device count
-        that stayed 0 is left out, as a counter that was never counted."""
-        return {k: int(v) for k, v in self.counters.items()
+    def counter_values(self) -> dict[str, Any]:
+        """The counters as numbers (one host read each, at the end of a run); a count kept as
+        a table (e.g. per class) as it is. A device count that stayed 0 is left out, as a
+        counter that was never counted."""
+        return {k: int(v) if isinstance(v, torch.Tensor) else v for k, v in self.counters.items()
                 if not (isinstance(v, torch.Tensor) and int(v) == 0)}
 
     # -- memory overhead (BLD §4, spec §4.8): measured from the tensors a method keeps ------

@@ -45,6 +45,8 @@ BIAS_LAYERS = ("newest", "all")
 
 def correct_ranges(logits: torch.Tensor, layers: torch.Tensor) -> torch.Tensor:
     """alpha * z + beta on the logits of each (lo, hi, alpha, beta) row of `layers`."""
+    if layers.numel() == 0:  # the default ("newest"): nothing to read back from the device
+        return logits
     for lo, hi, alpha, beta in layers.tolist():
         lo, hi = int(lo), int(hi)
         logits = torch.cat([logits[:, :lo], alpha * logits[:, lo:hi] + beta, logits[:, hi:]], dim=1)

@@ -443,7 +443,8 @@ class ICaRLCIL(ClassIncremental):
         if self.hp.get("icarl.loss", "bce") == "ce_kd":
             return LwFCIL.classification_loss(self, x, y)
         logits = self.model(x)
-        target = F.one_hot(y, logits.shape[1]).float()
+        # one-hot targets by scatter: F.one_hot reads the labels' range back to the host
+        target = torch.zeros_like(logits).scatter_(1, y[:, None], 1.0)
         if self.old_model is not None:
             old = torch.sigmoid(self.old_logits(x))
             target[:, :old.shape[1]] = old

@@ -191,7 +191,10 @@ def hyperparams(spec: RunSpec, options: dict[str, Any]) -> dict[str, Any]:
         if scale == "full":  # recompute the unroll, inner mini-batches where they do not fit
             from clrepro.papers.mnemonics2020.memory import bilevel_plan
 
-            hp.update(bilevel_plan(dataset, n, options["gpu_memory_gb"]))
+            try:
+                hp.update(bilevel_plan(dataset, n, options["gpu_memory_gb"]))
+            except MemoryError as exc:  # a config error, named before any job starts
+                raise ValueError(f"options.mnemonics2020.gpu_memory_gb: {exc}") from exc
     code = options["baselines.variant"] == "code_readme"
     if spec.method in ("lwf_cil", "icarl_cil") and code:
         hp.update({"kd.lambda": KD_LAMBDA, "kd.tau": KD_TAU, "kd.form": "code"})
