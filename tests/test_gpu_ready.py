@@ -1,8 +1,6 @@
 """Readiness for GPUs, checked on the CPU (issue 22): fp32 numerics by default, the precision
 in each record's provenance, several training processes per GPU."""
 
-import multiprocessing
-import os
 
 import pytest
 import torch

@@ -6,7 +6,6 @@ import ctypes
 import logging
 
 import pytest
-import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from clrepro import cli, plan

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from clrepro import plan
+from clrepro.papers import get_paper
 
 from conftest import ROOT
 
@@ -91,7 +92,8 @@ def test_smoke_run_end_to_end_on_synthetic_data(smoke):
         assert record["status"] in ("ok", "diverged")
         prov = record["provenance"]
         assert prov["versions"]["torch"] and "commit" in prov and "dirty" in prov
-        assert record["hp"]["protocol_version"] == 1 and record["protocol_hash"]
+        assert record["hp"]["protocol_version"] == get_paper(record["paper"]).protocol_version
+        assert record["protocol_hash"]
     for job in expected.artifacts.values():
         assert all((smoke / p).is_file() for p in job.outputs)
         claims = json.loads((smoke / job.claims).read_text())
