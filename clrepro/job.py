@@ -18,7 +18,7 @@ from clrepro.data.definitions import DataSettings
 from clrepro.data.imagefolder import materialize_folder
 from clrepro.data.tracks import materialize_track
 from clrepro.devices import choose_device
-from clrepro.fsutil import atomic_path, stable_hash
+from clrepro.fsutil import atomic_path, remove_stale_temporaries, stable_hash
 from clrepro.locks import run_lock
 from clrepro.plan import protocol_hash
 from clrepro.methods import get_method
@@ -88,7 +88,13 @@ def checkpoint_path(out: Path) -> Path:
 def run_job(desc: dict[str, Any], out: str | Path, *args, **kwargs) -> dict[str, Any]:
     """`train_job` holding the run's lock (clrepro.locks): a second process that reaches the
     same record -- another working directory sharing the results -- is refused."""
+    out = Path(out)
     with run_lock(out):
+        # a process killed with SIGKILL while writing leaves its temporary file behind
+        artifacts = kwargs.get("artifacts_out")
+        for path in [out, checkpoint_path(out)] + ([Path(artifacts)] if artifacts else []):
+            for tmp in remove_stale_temporaries(path):
+                log.info("removed %s, left by a killed run", tmp.name)
         return train_job(desc, out, *args, **kwargs)
 
 
