@@ -194,3 +194,18 @@ def test_unusable_records_show_as_failed_cells(smoke):
     assert {c["status"] for c in claims["claims"]} == {"inconclusive"}
     problems = {p["status"] for p in claims["runs"]["problems"]}
     assert problems == {"corrupt", "diverged", "stale"}
+
+
+@pytest.mark.pinned
+def test_smoke_records_are_pinned(smoke):
+    """Every smoke record is bit-identical to its pin (issue 23's guard for refactorings).
+    A change of numbers must be deliberate: update the pin (tests/pinned_records.py). Not in
+    the default run: machines that report the same CPU name can still differ in the last bits
+    (issue 17), so the guard is for the machine a refactoring is made on (`pytest -m pinned`)."""
+    import pinned_records
+
+    pin = json.loads((pinned_records.PINS / "smoke.json").read_text())
+    some = next((smoke / "results/runs").rglob("s*.json"))
+    if pinned_records.machine(some) != pin["machine"]:
+        pytest.skip(f"pinned on {pin['machine']}; this machine is {pinned_records.machine(some)}")
+    assert pinned_records.differences(pin, smoke / "results") == []
