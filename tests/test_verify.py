@@ -5,6 +5,7 @@ import dataclasses
 import json
 import zlib
 
+import numpy as np
 import pytest
 
 from clrepro import cli, plan, verify
@@ -34,7 +35,7 @@ def judge(before, after):
 
 def test_stability_is_the_replication_chance_and_marks_near_level_p_fragile():
     firm = V.paired(FIRM_A, FIRM_B, "firm")
-    assert firm.status == "holds" and firm.stability > 0.99 and not firm.fragile
+    assert firm.status == "holds" and firm.stability > 0.95 and not firm.fragile
     # differences whose t sits right at the one-tailed 5 % level (n = 5: t = 2.132)
     near = {s: FIRM_B[s] + d for s, d in enumerate([0.010, 0.030, 0.005, -0.004, 0.028])}
     e = V.paired(near, FIRM_B, "near")
@@ -45,6 +46,22 @@ def test_stability_is_the_replication_chance_and_marks_near_level_p_fragile():
     flat = V.paired({s: FIRM_B[s] + d for s, d in enumerate([0.02, -0.02, 0.01, -0.01, 0.0])},
                     FIRM_B, "flat")
     assert flat.status == "inconclusive" and not flat.fragile
+
+
+def test_stability_is_calibrated_with_three_seeds():
+    """Predicted stability against what reruns do: pairs of independent 3-seed samples from one
+    distribution (a rerun on another machine is such a pair, README "Determinism"). A model
+    that takes the observed spread as known predicted 0.83 where reruns kept the status 0.61
+    of the time; with the spread's uncertainty it predicts 0.71 (measured, this seed)."""
+    rng = np.random.default_rng(1)
+    predicted, kept = [], []
+    for _ in range(300):
+        mu = rng.uniform(-4, 4) / np.sqrt(3)
+        first, rerun = (V.paired(dict(enumerate(mu + rng.standard_normal(3))), 0.0, "x")
+                        for _ in range(2))
+        predicted.append(first.stability)
+        kept.append(first.status == rerun.status)
+    assert abs(np.mean(predicted) - np.mean(kept)) < 0.15
 
 
 def test_a_claim_is_fragile_when_a_fragile_part_can_change_it():
@@ -69,7 +86,7 @@ def test_a_fragile_flip_within_noise_is_borderline():
     before, after = evidence(base, FIRM_B), evidence(nudged, FIRM_B)
     assert {before.status, after.status} == {"holds", "inconclusive"}
     j = judge(before, after)
-    assert j.outcome == "borderline" and "fragile" in j.reasons[0]
+    assert j.outcome == "borderline" and "within noise" in j.reasons[0]
 
 
 def test_an_effect_far_outside_its_interval_is_a_change_even_with_the_same_status():
@@ -79,16 +96,30 @@ def test_an_effect_far_outside_its_interval_is_a_change_even_with_the_same_statu
     assert j.outcome == "changed" and "beyond seed noise" in j.reasons[0]
 
 
-def test_a_firm_status_change_and_lost_seeds_are_changes():
+def test_a_firm_status_change_within_noise_is_borderline_and_lost_seeds_are_changes():
+    """The issue's rule: only a reversal or an effect beyond seed noise fails. A flip of a
+    comparison that looked firm is borderline when its effect stayed within noise (measured: a
+    thread-count change alone flipped comparisons called 0.82-1.00 stable)."""
     flat_b = {s: FIRM_B[s] + d for s, d in enumerate([0.05, -0.05, 0.04, -0.04, 0.0])}
     flat_a = {s: FIRM_B[s] + d for s, d in enumerate([0.06, -0.03, 0.05, -0.03, 0.01])}
     before, after = evidence(flat_a, FIRM_B), evidence(flat_a, flat_b)
     assert (before.status, after.status) == ("inconclusive", "holds") and not before.fragile
     j = judge(before, after)
-    assert j.outcome == "changed" and "inconclusive -> holds" in j.reasons[0]
+    assert j.outcome == "borderline" and "inconclusive -> holds" in j.reasons[0]
     three = {s: FIRM_A[s] for s in (0, 1, 2)}
     j = judge(evidence(FIRM_A, FIRM_B), evidence(three, FIRM_B))
     assert j.outcome == "changed" and "n 5 -> 3" in j.reasons[0]
+
+
+def test_machine_dependent_effects_are_judged_by_status_only():
+    """Seconds of training halve with two threads; 'GEM trains slower' still holds."""
+    slow, fast = {s: 10.0 + 0.1 * s for s in range(3)}, {s: 2.0 + 0.05 * s for s in range(3)}
+    timing = lambda a, b: V.combine([V.paired(a, b, "GEM slower", machine_dependent=True)])  # noqa: E731
+    halved = {s: v / 2 for s, v in slow.items()}
+    assert judge(timing(slow, fast), timing(halved, fast)).outcome == "same"
+    assert judge(evidence(slow, fast), evidence(halved, fast)).outcome == "changed"
+    j = judge(timing(slow, fast), timing(fast, slow))
+    assert j.outcome == "changed" and "reverses" in j.reasons[0]
 
 
 # cross-machine noise on one run's accuracy: CPU kernels and thread counts change reduction
