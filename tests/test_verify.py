@@ -221,3 +221,8 @@ def test_the_committed_tables_cover_every_quick_claim():
     assert set(committed) == claims
     assert {c["status"] for c in committed.values()} <= {
         "holds", "does not hold", "inconclusive", "not checkable"}
+
+
+def test_gem_training_times_are_marked_machine_dependent(tmp_path):
+    c5 = claim_json(check(tmp_path, "gem2017", "C5", gem_world()))
+    assert c5["evidence"] and all(e["machine_dependent"] for e in verify._kept(c5)["evidence"])
