@@ -129,7 +129,9 @@ def judge(claim: str, old: dict[str, Any] | None, new: dict[str, Any] | None) ->
     if {old["status"], new["status"]} == REVERSAL:
         j.outcome, j.reasons = "changed", ["the claim reverses"] + far
         return j
-    lost = [f"{key[0]}: n {before[key]['n']} -> {after[key]['n']} (runs missing or unusable)"
+    lost = [f"{key[0]}: n {before[key]['n']} -> {after[key]['n']} ("
+            + ("runs missing or unusable)" if after[key]["n"] < before[key]["n"] else
+               "more seeds than committed: `clrepro verify --update` after a deliberate change)")
             for key in before.keys() & after.keys() if before[key]["n"] != after[key]["n"]]
     if far or lost:
         j.outcome, j.reasons = "changed", far + lost
