@@ -158,16 +158,3 @@ def test_c11_compares_mnemonics_exemplars_with_their_own_initialisation(tmp_path
     assert outward.status == HOLDS, outward.detail
     flagged = check(tmp_path / "c", "mnemonics2020", "C11", optimised_world(True, features(2.0, 1.0)))
     assert flagged.status == NOT_CHECKABLE and "did not move" in flagged.detail, flagged.detail
-
-
-def test_the_quick_table1_runs_three_seeds_so_its_claims_can_be_decided():
-    """Issue 17: one seed is inconclusive by rule (its spread is unknown); the quick preset
-    spends 2 more seeds on the Table 1 runs behind C1-C3 and keeps Table 2 on one."""
-    from clrepro import plan
-
-    runs = [j.spec for j in plan.build({}).runs.values() if j.spec.benchmark.endswith(
-        "@mnemonics2020.quick")]
-    seeds = lambda method, variant: {s.seed for s in runs if s.method == method  # noqa: E731
-                                     and dict(s.overrides).get("variant") == variant}
-    assert seeds("lucir", "ours") == seeds("lwf_cil", None) == seeds("icarl_cil", "ours") == {0, 1, 2}
-    assert seeds("lucir", "random") == {0}

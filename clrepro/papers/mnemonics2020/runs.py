@@ -1,5 +1,5 @@
 """Which runs each Mnemonics artifact reads (spec §3, §7): 304 at full scale (+31 optional
-ImageNet upper bounds), the quick stand-in's 35 (Table 1 on 3 seeds)."""
+ImageNet upper bounds), the quick stand-in's 19."""
 
 from __future__ import annotations
 
@@ -8,10 +8,6 @@ from clrepro.papers.mnemonics2020.protocol import (DATASETS, EPOCHS, METHODS, PH
 from clrepro.spec import RunSpec
 
 SEEDS = {"cifar100": [0, 1, 2], "imagenet_subset": [0], "imagenet": [0]}  # spec §3 suite default
-# the quick stand-in's Table 1 (claims C1-C3) on 3 seeds: one seed decides nothing (its spread
-# is unknown), and these 16 extra runs fit the preset's 30-minute budget; Table 2 and the
-# upper bound stay on one seed (issue 17: seeds where a verdict needs them)
-QUICK_TABLE1_SEEDS = [0, 1, 2]
 ROWS = [f"{m}{suffix}" for m in METHODS for suffix in ("", "_ours")]
 TITLES = {"lwf_cil": "LwF", "icarl_cil": "iCaRL", "bic": "BiC", "lucir": "LUCIR",
           **{f"{m}_ours": f"{t} w/ ours" for m, t in (("lwf_cil", "LwF"), ("icarl_cil", "iCaRL"),
@@ -66,9 +62,8 @@ def row_of(spec: RunSpec) -> str:
 
 
 def table1(scale: str, chosen: list[int] | None = None, options: dict | None = None) -> list[RunSpec]:
-    picked = lambda d: (QUICK_TABLE1_SEEDS if scale == "quick" and not chosen  # noqa: E731
-                        else seeds(d, scale, chosen))
-    return [run(r, d, n, s, scale) for d, n in settings(scale) for r in ROWS for s in picked(d)]
+    return [run(r, d, n, s, scale) for d, n in settings(scale) for r in ROWS
+            for s in seeds(d, scale, chosen)]
 
 
 def table2(scale: str, chosen: list[int] | None = None, options: dict | None = None) -> list[RunSpec]:
