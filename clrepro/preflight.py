@@ -11,11 +11,14 @@ data stand in for what has none: a number read on the host is 1 (so `if violated
 the heavier branch), `nonzero` and boolean masks select every element (the largest
 possible output), a copy to the host is zeros of the right shape. A step that still cannot
 run on `meta` (e.g. `unique`) is replaced by a plain step of the same network and batch
-(the method's loss, backward, optimiser step), and the table says so ("generic"). Not counted: the benchmark's
-images that the online trainer keeps on the device (at most the training set as uint8 plus
-one task as float32: under 1 GB for every benchmark planned) and the phase trainer's
-exemplar selection and Mnemonics' bilevel step (they need data) -- a run whose method
-rewrites its step to run on `meta` is covered without changes here.
+(the method's loss, backward, optimiser step), and the table says so ("generic"). A method
+whose end of task allocates more than its steps (stored exemplars, Mnemonics' bilevel
+exemplar optimisation) runs that work too, through its `preflight_end_task(peak_during)`
+(clrepro.methods.cil), under the same accounting; the estimate is the larger peak, and the
+table says "+ end of task". A large copy to the host stays a shapes-only tensor that is not
+counted (it is host memory). Not counted: the benchmark's images that the online trainer
+keeps on the device (at most the training set as uint8 plus one task as float32: under 1 GB
+for every benchmark planned).
 
 Planning never imports torch (DESIGN): this runs in `clrepro plan --memory`, not in the
 Snakefile's plan.
@@ -50,6 +53,17 @@ class LiveBytes(TorchDispatchMode):
         self.live = 0
         self.peak = 0
         self._storages: dict[int, list[int]] = {}  # storage id -> [bytes, tensors alive]
+        self.paused = False
+
+    def peak_during(self, fn) -> int:
+        """The most bytes alive while fn() runs (what was alive before included)."""
+        before, self.peak = self.peak, self.live
+        try:
+            fn()
+        finally:
+            during = self.peak
+            self.peak = max(before, during)
+        return during
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -58,6 +72,8 @@ class LiveBytes(TorchDispatchMode):
             if out is not NotImplemented:
                 return out
         out = func(*args, **kwargs)
+        if self.paused:
+            return out
         for t in tree_flatten(out)[0]:
             if isinstance(t, torch.Tensor) and t.device.type == self.device_type:
                 self._track(t)
@@ -125,11 +141,18 @@ def _stand_in(func, args, kwargs):
     return NotImplemented
 
 
+HOST_COPY_LIMIT = 2 ** 24  # elements: a larger copy to the host stays shapes-only (uncounted)
+
+
 class _MetaReads(TorchFunctionMode):
     """Python-level reads of a meta tensor (refused before they reach the dispatcher)."""
 
     READS = {torch.Tensor.item: 1, torch.Tensor.__bool__: True, torch.Tensor.__int__: 1,
              torch.Tensor.__float__: 1.0, torch.Tensor.__index__: 1}
+
+    def __init__(self, tracker: LiveBytes | None = None):
+        super().__init__()
+        self.tracker = tracker
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if args and isinstance(args[0], torch.Tensor) and args[0].device.type == "meta":
@@ -137,6 +160,12 @@ class _MetaReads(TorchFunctionMode):
                 return self.READS[func]
             if func is torch.Tensor.tolist:
                 return torch.ones(args[0].shape, dtype=torch.long).tolist()
+            if func is torch.Tensor.cpu and args[0].numel() > HOST_COPY_LIMIT and self.tracker:
+                self.tracker.paused = True  # e.g. Mnemonics' exemplars kept on the host
+                try:
+                    return torch.empty(args[0].shape, dtype=args[0].dtype, device="meta")
+                finally:
+                    self.tracker.paused = False
             if func in (torch.Tensor.cpu, torch.Tensor.numpy):
                 out = torch.zeros(args[0].shape, dtype=args[0].dtype)
                 return out.numpy() if func is torch.Tensor.numpy else out
@@ -162,10 +191,21 @@ def input_shape(benchmark: dict[str, Any]) -> tuple[tuple[int, int, int], int]:
     return (channels, side, side), classes
 
 
+def task_sizes(benchmark: dict[str, Any], n_classes: int) -> list[int]:
+    """Classes of each task: a first task of first_task_classes (a base phase), then
+    classes_per_task each (an equal split when the definition gives neither)."""
+    n_tasks = benchmark["n_tasks"]
+    per_task = benchmark.get("classes_per_task") or max(1, n_classes // n_tasks)
+    first = benchmark.get("first_task_classes") or per_task
+    return [first] + [per_task] * (n_tasks - 1)
+
+
 def estimate(method_cls, hp: dict[str, Any], shape: tuple[int, int, int], n_classes: int,
-             n_tasks: int, device: str = "meta", task_incremental: bool = False) -> Estimate:
+             n_tasks: int, device: str = "meta", task_incremental: bool = False,
+             sizes: list[int] | None = None) -> Estimate:
     """Peak memory of `method_cls` (with run hyperparameters `hp`) on `device` (meta: the
-    estimate; cpu: real allocations, for the tests)."""
+    estimate; cpu: real allocations, for the tests). `sizes`: classes per task (default
+    an equal split)."""
     from clrepro.methods.base import Context, TaskStream
 
     dev = torch.device(device)
@@ -173,7 +213,9 @@ def estimate(method_cls, hp: dict[str, Any], shape: tuple[int, int, int], n_clas
     step, note = "method", ""
     batch = int(hp.get("batch_size", 10))
     per_task = max(1, n_classes // n_tasks)
-    with tracker, _MetaReads():
+    sizes = sizes or [per_task] * n_tasks
+    starts = [sum(sizes[:k]) for k in range(n_tasks)]
+    with tracker, _MetaReads(tracker):
         mask = None
         if task_incremental:  # task k's head: classes k*per_task ..
             mask = (torch.arange(n_classes) // per_task)[None, :] == torch.arange(n_tasks)[:, None]
@@ -181,7 +223,7 @@ def estimate(method_cls, hp: dict[str, Any], shape: tuple[int, int, int], n_clas
         norm = ([0.5] * shape[0], [0.25] * shape[0])  # any statistics: they change no size
         ctx = Context(shape, n_classes, n_tasks, mask, dev, torch.Generator().manual_seed(0),
                       [batch * 10] * n_tasks, 0, norm, 0,
-                      [list(range(k * per_task, (k + 1) * per_task)) for k in range(n_tasks)],
+                      [list(range(starts[k], starts[k] + sizes[k])) for k in range(n_tasks)],
                       lambda backbone: None)  # pretrained backbones: the shapes, random weights
         method = method_cls(ctx, hp)
         x = torch.zeros(batch, *shape, device=dev)
@@ -210,6 +252,12 @@ def estimate(method_cls, hp: dict[str, Any], shape: tuple[int, int, int], n_clas
             method.predict(torch.zeros(n, *shape, device=dev),
                            torch.zeros(n, dtype=torch.long, device=dev))
         peak = tracker.peak
+        end_task = getattr(method, "preflight_end_task", None)
+        if end_task is not None:
+            method.model.train()
+            end_peak = end_task(tracker.peak_during)
+            if end_peak > peak:
+                peak, note = end_peak, (note + "; " if note else "") + "+ end of task"
         del method
     return Estimate(peak, step, note)
 
@@ -237,11 +285,13 @@ def plan_memory(plan) -> list[dict[str, Any]]:
         shape, n_classes = input_shape(defn)
         # floats (learning rates, loss weights, margins) change no tensor's size
         sizes = {k: v for k, v in job.hp.items() if not isinstance(v, float)}
-        memo = (method, repr(sorted(sizes.items(), key=str)), shape, n_classes, defn["n_tasks"])
+        memo = (method, repr(sorted(sizes.items(), key=str)), shape, n_classes,
+                tuple(task_sizes(defn, n_classes)))
         if memo not in cache:
             try:
                 cache[memo] = estimate(get_method(method), job.hp, shape, n_classes, defn["n_tasks"],
-                                       task_incremental=defn["scenario"] == "task_incremental")
+                                       task_incremental=defn["scenario"] == "task_incremental",
+                                       sizes=task_sizes(defn, n_classes))
             except Exception as exc:
                 cache[memo] = Estimate(-1, "failed", f"{type(exc).__name__}: {exc}"[:80])
         est = cache[memo]

@@ -82,3 +82,79 @@ def test_plan_memory_prints_a_table_and_warns_about_runs_over_the_gpu(capsys, ca
     rows = [line for line in out.splitlines() if "@gem2017.smoke" in line]
     assert {line.split()[1] for line in rows} == {"gem", "icarl"}
     assert "may not fit a 1e-06 GB GPU" in caplog.text and "/gem/" in caplog.text
+
+
+# Mnemonics "w/ ours" at a small size: its bilevel exemplar step (in end_task) is its largest
+# allocation, far above a training step's
+OURS = {"lr": 0.05, "model": {"name": "resnet32_lucir", "blocks_per_stage": 1}, "batch_size": 16,
+        "eval_batch_size": 64, "optimizer": {"name": "sgd", "momentum": 0.9, "weight_decay": 5e-4},
+        "exemplars.kind": "mnemonics", "exemplars.policy": "per_class", "exemplars.per_class": 10,
+        "weight_transfer": True, "finetune.epochs": 1, "finetune.lr": 0.01, "finetune.batch_size": 16,
+        "mnemonics.outer_epochs": 50, "mnemonics.inner_steps": 2, "mnemonics.inner_lr": 0.01,
+        "mnemonics.lr": 0.01, "mnemonics.adjust_old": True, "mnemonics.init": "random",
+        "mnemonics.mode": "bilevel", "mnemonics.val_batch": 64, "mnemonics.recompute": False,
+        "lucir.lambda_base": 5.0, "lucir.k": 2, "lucir.margin": 0.5}
+OURS_SHAPE, OURS_SIZES = (3, 16, 16), [6, 2, 2]
+
+
+def _ours(**extra):
+    return {**OURS, **extra}
+
+
+def test_estimate_of_a_mnemonics_ours_run_includes_its_bilevel_exemplar_step():
+    with_step = estimate(METHODS["lucir"], _ours(), OURS_SHAPE, 10, 3, sizes=OURS_SIZES)
+    herding = estimate(METHODS["lucir"], _ours(**{"exemplars.kind": "herding", "mnemonics.adjust_old": False}),
+                       OURS_SHAPE, 10, 3, sizes=OURS_SIZES)
+    assert "end of task" in with_step.note
+    # the unrolled step keeps the graph of 2 inner steps on 60 exemplars: several times a
+    # training step of 16 images
+    assert with_step.peak_bytes > 3 * herding.peak_bytes, (with_step.gb, herding.gb)
+
+
+@pytest.mark.skipif(not hasattr(ctypes.CDLL("libc.so.6"), "mallinfo2"), reason="needs glibc >= 2.33")
+def test_mnemonics_ours_estimate_is_within_25_percent_of_real_cpu_allocations():
+    import torch
+
+    torch.manual_seed(0)
+    args = (METHODS["icarl_cil"], _ours(), OURS_SHAPE, 10, 3)
+    estimated = estimate(*args, "meta", sizes=OURS_SIZES).peak_bytes
+    estimate(*args, "cpu", sizes=OURS_SIZES)  # warm-up: one-time allocations
+    measured = MallocPeak()
+    with measured:
+        real = estimate(*args, "cpu", sizes=OURS_SIZES)
+    assert measured.peak > 20 * MB  # well above allocator noise
+    assert abs(real.peak_bytes - estimated) <= 0.01 * estimated  # the same code on meta and on the CPU
+    print(f"mnemonics ours: estimated {estimated / MB:.1f} MB, measured {measured.peak / MB:.1f} MB")
+    assert abs(estimated - measured.peak) <= 0.25 * measured.peak, (estimated / MB, measured.peak / MB)
+
+
+def _end_task_peak(hp, direct: bool) -> int:
+    """The pre-flight's end-of-task peak of a meta LUCIR w/ ours: extrapolated (as the
+    pre-flight does) or measured at the run's own K and class counts."""
+    import torch
+
+    from clrepro.methods.base import Context
+    from clrepro.preflight import LiveBytes, _MetaReads
+
+    tracker = LiveBytes("meta")
+    starts = [0, 6, 8]
+    with tracker, _MetaReads(tracker):
+        ctx = Context((3, 8, 8), 10, 3, None, torch.device("meta"), torch.Generator().manual_seed(0),
+                      [160] * 3, 0, ([0.5] * 3, [0.25] * 3), 0,
+                      [list(range(s, s + n)) for s, n in zip(starts, OURS_SIZES)], lambda b: None)
+        method = METHODS["icarl_cil"](ctx, hp)
+        if direct:
+            method.hp = {**hp, "mnemonics.outer_epochs": 1}
+            return tracker.peak_during(lambda: method._preflight_end_work(2, True))
+        return method.preflight_end_task(tracker.peak_during)
+
+
+@pytest.mark.parametrize("extra", [{"mnemonics.inner_steps": 5},
+                                   {"mnemonics.recompute": True, "mnemonics.inner_batch": 8,
+                                    "mnemonics.inner_steps": 3}])
+def test_end_of_task_extrapolation_matches_a_direct_measurement(extra):
+    """Inner steps measured at K = 1, 2 and, with inner mini-batches, classes at a share."""
+    hp = _ours(**extra, **{"exemplars.per_class": 6, "model": {"name": "resnet32_lucir",
+                                                                "blocks_per_stage": 1}})
+    direct, extrapolated = _end_task_peak(hp, True), _end_task_peak(hp, False)
+    assert abs(extrapolated - direct) <= 0.03 * direct, (extrapolated / MB, direct / MB)

@@ -204,6 +204,64 @@ class ClassIncremental(Method):
         if self.hp.get("log.artifacts"):
             self.log_phase(t, data)
 
+    def preflight_end_task(self, peak_during) -> int:
+        """The peak of end_task's work at its largest, for the memory pre-flight
+        (clrepro.preflight: run on `meta` tensors at full-scale shapes, no data): every seen
+        class's stored exemplars, and with mnemonics exemplars one outer epoch of the base
+        phase's new set (the largest), of the last phase's new set and of the last phase's
+        old-exemplar adjustment (Eq. 10), each on one validation mini-batch (every
+        meta-update of an epoch allocates the same). `peak_during(fn)`: the most memory alive
+        while fn runs. Two things are measured small and extrapolated linearly, because only
+        one allocation grows with each: the K inner steps (measured at K = 1 and 2: the
+        unroll keeps Theta_0..Theta_K) and, where the exemplars are split into inner
+        mini-batches, the number of classes (each phase's classes cut to a share f that keeps
+        every optimised set at least one mini-batch, at f and 1.5 f: one mini-batch's work is
+        alive at a time, the stored and optimised images grow with the classes)."""
+        t = len(self.phase_classes) - 1
+        missing = self.seen(t) - self.model.head.out_features  # the last phase's head: all classes
+        if missing > 0:
+            self.grow_head(missing)
+        mnemonics = self.hp["exemplars.kind"] == "mnemonics" or bool(self.hp.get("mnemonics.adjust_old"))
+        steps = self.hp.get("mnemonics.inner_steps", 1) if mnemonics else 1
+        chunk = self.hp.get("mnemonics.inner_batch")
+        full, hp, task = self.phase_classes, self.hp, self.task
+        m = self.per_class(t)
+        smallest = min(m * len(full[0]), m // 2 * sum(len(c) for c in full[:t]) if t else 10**12)
+        share = min(1.0, 1.5 * chunk / smallest) if mnemonics and chunk else 1.0
+
+        def measure(k: int, f: float) -> tuple[int, int]:
+            self.phase_classes = [c[:max(1, round(f * len(c)))] for c in full]
+            self.hp = {**hp, "mnemonics.outer_epochs": 1, "mnemonics.inner_steps": k}
+            try:
+                peak = peak_during(lambda: self._preflight_end_work(t, mnemonics))
+                return peak, sum(len(c) for c in self.phase_classes)
+            finally:
+                self.phase_classes, self.hp, self.task = full, hp, task
+                self.exemplars, self.end_state = {}, {}
+
+        ks = (1, 2) if steps > 2 else (steps,)
+        (p1, n1), *rest = [measure(k, share) for k in ks]
+        peak = p1 if not rest else rest[0][0] + (steps - 2) * (rest[0][0] - p1)
+        if share < 1.0:  # the classes: a second share, extrapolated to all of them
+            p2, n2 = measure(ks[0], 1.5 * share)
+            peak += (p2 - p1) * (sum(len(c) for c in full) - n1) / (n2 - n1)
+        return int(peak)
+
+    def _preflight_end_work(self, t: int, mnemonics: bool) -> None:
+        m, batch = self.per_class(t), self.hp.get("mnemonics.val_batch", 128)
+        shape = self.ctx.input_shape
+        stored = [c for q in range(t + 1) for c in self.phase_classes[q]]
+        validation = TaskStream(torch.zeros(batch, *shape, dtype=torch.uint8, device=self.device),
+                                torch.zeros(batch, dtype=torch.long, device=self.device))
+        for phase, keep in ((0, self.phase_classes[0]), (t, stored)):
+            for c in keep:  # end_task stores them as float32 network input
+                self.exemplars.setdefault(c, torch.zeros(m, *shape, device=self.device))
+            if self.hp["exemplars.kind"] == "mnemonics":
+                self.task = phase
+                self.optimise_exemplars(self.phase_classes[phase], validation, f"new{phase}")
+        if mnemonics and t > 0 and self.hp.get("mnemonics.adjust_old"):
+            self.adjust_old(t)
+
     def log_phase(self, t: int, data: TaskStream, per_class: int = 50) -> None:
         """Features (in this phase's network) of the phase's classes' exemplars, of their
         initialisation (mnemonics) and of some of their real images, for the t-SNE figures
