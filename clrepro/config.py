@@ -135,6 +135,8 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
                                  f"{', '.join(allowed)}")
                 continue
             message = err.message
+            if err.validator == "not" and "x-replaced-by" in err.schema:  # a key that moved
+                message = f"replaced by the top-level key {err.schema['x-replaced-by']}"
             if err.validator in ("oneOf", "anyOf"):  # say the rule, not only "not valid"
                 message = f"{err.instance!r} is not {_rule(err.schema)}"
             lines.append(f"  {'.'.join(where) or '(top level)'}: {message}")

@@ -221,7 +221,8 @@ def build(config: dict[str, Any]) -> Plan:
     known = []
     for key in config["papers"]:
         paper = get_paper(key)
-        options = {**paper.option_defaults, **config["options"].get(key, {})}
+        options = {**paper.option_defaults, **{k: config[k] for k in paper.config_keys},
+                   **config["options"].get(key, {})}
         plan.options[key] = options
         benchmarks = paper.benchmarks(plan.scale, options)
         for artifact in paper.artifacts:

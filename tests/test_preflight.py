@@ -9,6 +9,7 @@ import pytest
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from clrepro import cli, plan
+from clrepro.config import ConfigError as config_error
 from clrepro.methods import METHODS
 from clrepro.preflight import estimate
 
@@ -158,3 +159,17 @@ def test_end_of_task_extrapolation_matches_a_direct_measurement(extra):
                                                                 "blocks_per_stage": 1}})
     direct, extrapolated = _end_task_peak(hp, True), _end_task_peak(hp, False)
     assert abs(extrapolated - direct) <= 0.03 * direct, (extrapolated / MB, direct / MB)
+
+
+def test_one_gpu_memory_key_plans_mnemonics_and_the_old_key_names_it():
+    def inner_batch(config):
+        p = plan.build({"scale": "full", "papers": ["mnemonics2020"], "artifacts": ["mnemonics.table1"],
+                        **config})
+        return {j.hp.get("mnemonics.inner_batch") for j in p.runs.values()
+                if j.spec.benchmark.startswith("imagenet_b500_n5") and "mnemonics.inner_batch" in j.hp}
+
+    assert inner_batch({}) == {256} and inner_batch({"gpu_memory_gb": 60}) == {128}
+    with pytest.raises(config_error) as err:
+        plan.build({"scale": "smoke", "papers": ["mnemonics2020"],
+                    "options": {"mnemonics2020": {"gpu_memory_gb": 60}}})
+    assert "options.mnemonics2020.gpu_memory_gb: replaced by the top-level key gpu_memory_gb" in str(err.value)

@@ -122,15 +122,16 @@ class Paper:
     artifacts: list[Artifact]
     option_defaults: dict[str, Any]
     variant_keys: tuple[str, ...] = ()  # run-level overrides besides options (e.g. a grid cell)
+    config_keys: tuple[str, ...] = ()  # top-level config keys its hyperparameters read (options)
 
     @classmethod
     def from_protocol(cls, key: str, title: str, citation: str, protocol: Any,
                       artifacts: list[Artifact]) -> "Paper":
         """A paper whose protocol module defines PROTOCOL_VERSION, OPTION_DEFAULTS,
-        benchmarks(), hyperparams(), resources() and optionally VARIANT_KEYS."""
+        benchmarks(), hyperparams(), resources() and optionally VARIANT_KEYS and CONFIG_KEYS."""
         return cls(key, title, citation, protocol.PROTOCOL_VERSION, protocol.benchmarks,
                    protocol.hyperparams, protocol.resources, artifacts, protocol.OPTION_DEFAULTS,
-                   getattr(protocol, "VARIANT_KEYS", ()))
+                   getattr(protocol, "VARIANT_KEYS", ()), getattr(protocol, "CONFIG_KEYS", ()))
 
     def artifact(self, artifact_id: str) -> Artifact:
         for a in self.artifacts:

@@ -26,7 +26,6 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "mnemonics.init": "random",  # D3: random (paper) | herding (code)
     "mnemonics.truncate_k": None,  # back-propagate through the last k inner steps only
     "mnemonics.schedule": "per_batch",  # §4.5 amended: per_batch | per_epoch (the old default)
-    "gpu_memory_gb": 80,  # §4.5 amended: the bilevel step's memory plan fits one such GPU
     "baselines.variant": "paper",  # D5: paper | code_readme (one CE+KD model, CNN and NME rows)
     "kd.form": "soft_targets_eq5",  # D7: soft_targets_eq5 | code
     "upper_bound.imagenet": False,  # the optional ImageNet-1k upper bounds (31 runs)
@@ -37,6 +36,8 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "data_seed": 0,
 }
 VARIANT_KEYS = ("variant", "phases.merge")
+# §4.5 amended: the bilevel step's memory plan fits the GPUs runs go to (config gpu_memory_gb)
+CONFIG_KEYS = ("gpu_memory_gb",)
 
 # §4.3 model level; quick and smoke stand-ins per spec §6 (suite choices)
 # quick: 6 epochs per phase (spec §6 leaves the count to the budget; the lr steps keep the
@@ -194,7 +195,7 @@ def hyperparams(spec: RunSpec, options: dict[str, Any]) -> dict[str, Any]:
             try:
                 hp.update(bilevel_plan(dataset, n, options["gpu_memory_gb"]))
             except MemoryError as exc:  # a config error, named before any job starts
-                raise ValueError(f"options.mnemonics2020.gpu_memory_gb: {exc}") from exc
+                raise ValueError(f"gpu_memory_gb: {exc}") from exc
     code = options["baselines.variant"] == "code_readme"
     if spec.method in ("lwf_cil", "icarl_cil") and code:
         hp.update({"kd.lambda": KD_LAMBDA, "kd.tau": KD_TAU, "kd.form": "code"})
