@@ -119,6 +119,9 @@ def _rule(sch: dict[str, Any], plural: bool = False) -> str:
     return noun + (f" {' and '.join(bits)}" if bits else "")
 
 
+MOVED = {"options.mnemonics2020.gpu_memory_gb": "gpu_memory_gb (top level)"}  # old key -> new
+
+
 def validate(config: dict[str, Any]) -> dict[str, Any]:
     """Return a validated copy of `config` with defaults filled in, or raise ConfigError.
     Strings where the schema wants numbers or booleans are converted first (`coerce`)."""
@@ -131,12 +134,14 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
             if err.validator == "additionalProperties":
                 allowed = sorted(err.schema.get("properties", {}))
                 for extra in sorted(set(err.instance) - set(allowed)):
+                    key = ".".join([*where, extra])
+                    if key in MOVED:
+                        lines.append(f"  {key}: replaced by the key {MOVED[key]}")
+                        continue
                     lines.append(f"  {'.'.join([*where, extra])}: unknown key; valid here: "
                                  f"{', '.join(allowed)}")
                 continue
             message = err.message
-            if err.validator == "not" and "x-replaced-by" in err.schema:  # a key that moved
-                message = f"replaced by the top-level key {err.schema['x-replaced-by']}"
             if err.validator in ("oneOf", "anyOf"):  # say the rule, not only "not valid"
                 message = f"{err.instance!r} is not {_rule(err.schema)}"
             lines.append(f"  {'.'.join(where) or '(top level)'}: {message}")

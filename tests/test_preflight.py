@@ -172,4 +172,4 @@ def test_one_gpu_memory_key_plans_mnemonics_and_the_old_key_names_it():
     with pytest.raises(config_error) as err:
         plan.build({"scale": "smoke", "papers": ["mnemonics2020"],
                     "options": {"mnemonics2020": {"gpu_memory_gb": 60}}})
-    assert "options.mnemonics2020.gpu_memory_gb: replaced by the top-level key gpu_memory_gb" in str(err.value)
+    assert "options.mnemonics2020.gpu_memory_gb: replaced by the key gpu_memory_gb (top level)" in str(err.value)
