@@ -78,7 +78,9 @@ def print_memory(p) -> None:
 
     limit = p.config["gpu_memory_gb"]
     classes: dict[tuple[str, str, str], dict] = {}
-    for row in plan_memory(p):
+    rows = plan_memory(p)
+    save_memory(p, rows)
+    for row in rows:
         key = (row["paper"], row["benchmark"], row["method"])
         if key not in classes:
             classes[key] = {**row, "runs": 0}
@@ -98,6 +100,23 @@ def print_memory(p) -> None:
                 over.append(f"{row['run']} ({est.gb:.1f} GB)")
     if over:
         log.warning("%d run class(es) may not fit a %g GB GPU: %s", len(over), limit, "; ".join(over))
+
+
+def save_memory(p, rows) -> None:
+    """The estimates per run, for the workflow (Plan.gpu_memory: SLURM constraints and the
+    refusal of runs over gpu_memory_gb), merged into what earlier calls saved."""
+    from clrepro.fsutil import write_text
+
+    path = p.memory_path
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    for row in rows:
+        if row["estimate"].peak_bytes >= 0:
+            for key in row["paths"]:
+                saved[key] = {"protocol": p.runs[key].protocol_hash,
+                              "gb": round(row["estimate"].gb, 3)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, json.dumps(saved, indent=0, sort_keys=True))
+    print(f"estimates saved in {path}")
 
 
 def cmd_run(args) -> int:

@@ -7,6 +7,7 @@ descriptions; it never lists methods, benchmarks or seeds itself.
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,48 @@ class Plan:
     @property
     def report_path(self) -> Path:
         return self.root / "report.pdf"
+
+    @property
+    def memory_path(self) -> Path:
+        """The memory pre-flight's estimates (`clrepro plan --memory` writes them)."""
+        return self.root / "preflight" / "memory.json"
+
+    # -- GPU memory ---------------------------------------------------------------------
+    def gpu_memory(self) -> dict[str, float]:
+        """Estimated peak GPU memory (GB) of the planned GPU runs whose protocol the saved
+        pre-flight estimated (an entry of another protocol is stale and ignored)."""
+        if "_saved_memory" not in self.__dict__:  # read once per plan
+            path = self.memory_path
+            self.__dict__["_saved_memory"] = json.loads(path.read_text()) if path.is_file() else {}
+        saved = self.__dict__["_saved_memory"]
+        return {key: entry["gb"] for key, entry in saved.items()
+                if key in self.runs and self.runs[key].resources["gpu"]
+                and entry["protocol"] == self.runs[key].protocol_hash}
+
+    def gpu_constraint(self, keys: list[str]) -> str:
+        """The SLURM constraint of a job training `keys`: every feature of config
+        gpu_features whose GPUs hold the largest estimate among them (gpu_memory_gb for a
+        run without one), as alternatives."""
+        estimates = self.gpu_memory()
+        need = max(estimates.get(k, self.config["gpu_memory_gb"]) for k in keys)
+        features = self.config["gpu_features"]
+        return "|".join(f for f, gb in sorted(features.items(), key=lambda kv: (kv[1], kv[0]))
+                        if gb >= need)
+
+    def check_gpu_memory(self) -> None:
+        """Refuse, before any job, GPU runs estimated above gpu_memory_gb or above every
+        GPU of gpu_features, naming them."""
+        limit = self.config["gpu_memory_gb"]
+        if self.config["gpu_features"]:
+            limit = min(limit, max(self.config["gpu_features"].values()))
+        over = sorted((gb, key) for key, gb in self.gpu_memory().items() if gb > limit)[::-1]
+        if over:
+            names = "; ".join(f"{key} ({gb:.1f} GB)" for gb, key in over[:5])
+            raise cfg.ConfigError(
+                f"gpu_memory_gb: {len(over)} GPU run(s) are estimated above {limit:g} GB "
+                f"({self.memory_path}, from clrepro plan --memory): {names}"
+                f"{' ...' if len(over) > 5 else ''}; give them larger GPUs (gpu_memory_gb, "
+                f"gpu_features) or change their settings")
 
     def run_job(self, path: str | Path) -> RunJob:
         key = str(Path(path))

@@ -296,5 +296,6 @@ def plan_memory(plan) -> list[dict[str, Any]]:
                 cache[memo] = Estimate(-1, "failed", f"{type(exc).__name__}: {exc}"[:80])
         est = cache[memo]
         rows.append({"paper": paper, "benchmark": benchmark, "method": method, "run": paths[0],
-                     "runs": len(paths), "gpu": job.resources["gpu"], "estimate": est})
+                     "runs": len(paths), "gpu": job.resources["gpu"], "estimate": est,
+                     "paths": paths})
     return rows

@@ -12,6 +12,7 @@ import clrepro.plan
 # Schema; unknown keys and wrong types are named) before any job is scheduled.
 try:
     PLAN = clrepro.plan.build(config)
+    PLAN.check_gpu_memory()  # runs the saved memory pre-flight estimates above the GPUs
 except (clrepro.config.ConfigError, KeyError, ValueError) as exc:
     raise WorkflowError(f"clrepro: {exc}")
 
@@ -48,9 +49,21 @@ wildcard_constraints:
     method=r"[a-z0-9_]+",
 
 
+def run_key(wc):
+    return f"{RESULTS}/runs/{wc.benchmark}/{wc.method}/{wc.setting}/s{wc.seed}.json"
+
+
+# GPU jobs ask SLURM for the node features (config gpu_features) whose GPUs hold their runs'
+# estimated peak memory (clrepro plan --memory); no constraint when gpu_features is empty
+RUN_CONSTRAINT = ({"constraint": lambda wc: PLAN.gpu_constraint([run_key(wc)])}
+                  if CONFIG["gpu_features"] and GPUS_PER_GPU_JOB else {})
+BATCH_CONSTRAINT = ({"constraint": lambda wc: PLAN.gpu_constraint(batch_paths(wc))}
+                    if CONFIG["gpu_features"] and GPUS_PER_GPU_JOB else {})
+
+
 def run_of(wc):
     """The planned run named by the train rule's wildcards."""
-    return PLAN.run_job(f"{RESULTS}/runs/{wc.benchmark}/{wc.method}/{wc.setting}/s{wc.seed}.json")
+    return PLAN.run_job(run_key(wc))
 
 
 def artifact_runs(wc):

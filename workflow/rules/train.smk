@@ -53,6 +53,7 @@ use rule train as train_gpu with:
         gpu=GPUS_PER_GPU_JOB,
         mem_mb=lambda wc, attempt: run_of(wc).resources["mem_mb"] * attempt,
         runtime=lambda wc, attempt: run_of(wc).resources["runtime"] * attempt,
+        **RUN_CONSTRAINT,
 
 
 use rule train as train_logged with:
@@ -113,3 +114,4 @@ use rule train_batch as train_batch_gpu with:
         mem_mb=batch_mem_mb,
         runtime=batch_runtime,
         bundle_slots=1,
+        **BATCH_CONSTRAINT,
