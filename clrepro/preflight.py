@@ -205,7 +205,21 @@ def estimate(method_cls, hp: dict[str, Any], shape: tuple[int, int, int], n_clas
              sizes: list[int] | None = None) -> Estimate:
     """Peak memory of `method_cls` (with run hyperparameters `hp`) on `device` (meta: the
     estimate; cpu: real allocations, for the tests). `sizes`: classes per task (default
-    an equal split)."""
+    an equal split). A batch's augmented views (hp augment.views: BLD's 50) are measured at
+    2 and 3 and extrapolated linearly: each view's pass repeats the same work, and what a
+    view adds that stays alive (a bank entry, or its activations when views are batched)
+    is the same for every view (from the second on: one view alone skips a sum)."""
+    views = (hp.get("augment") or {}).get("views", 1) if isinstance(hp.get("augment"), dict) else 1
+    args = (method_cls, shape, n_classes, n_tasks, device, task_incremental, sizes)
+    if views <= 3:
+        return _estimate(hp, *args)
+    two, three = (_estimate({**hp, "augment": {**hp["augment"], "views": v}}, *args) for v in (2, 3))
+    note = "; ".join(n for n in (three.note, f"{views} views from 2 and 3") if n)
+    return Estimate(three.peak_bytes + (views - 3) * (three.peak_bytes - two.peak_bytes),
+                    three.step, note)
+
+
+def _estimate(hp, method_cls, shape, n_classes, n_tasks, device, task_incremental, sizes) -> Estimate:
     from clrepro.methods.base import Context, TaskStream
 
     dev = torch.device(device)
@@ -274,6 +288,23 @@ def run_classes(plan) -> dict[tuple, list[str]]:
     return groups
 
 
+# hyperparameters that change no tensor's size, besides floats (learning rates, loss weights,
+# margins): run classes that differ only in them share one estimate
+SIZE_FREE = ("eval_split", "tasks_limit", "eval.rows", "eval_every", "checkpoint_every")
+
+
+def _sized(value: Any) -> Any:
+    """What of a hyperparameter's value can change a size: a tuned value is a float; of the
+    augmentation only the number of views."""
+    from clrepro.tuning import is_tuned
+
+    if is_tuned(value):
+        return "tuned"
+    if isinstance(value, dict) and "views" in value:
+        return {"views": value["views"]}
+    return value
+
+
 def plan_memory(plan) -> list[dict[str, Any]]:
     """One row per run class: paper, benchmark, method, an example run, runs, estimate."""
     from clrepro.methods import get_method
@@ -283,8 +314,8 @@ def plan_memory(plan) -> list[dict[str, Any]]:
         job = plan.runs[paths[0]]
         defn = job.benchmark.to_dict()
         shape, n_classes = input_shape(defn)
-        # floats (learning rates, loss weights, margins) change no tensor's size
-        sizes = {k: v for k, v in job.hp.items() if not isinstance(v, float)}
+        sizes = {k: _sized(v) for k, v in job.hp.items()
+                 if not isinstance(v, float) and k not in SIZE_FREE}
         memo = (method, repr(sorted(sizes.items(), key=str)), shape, n_classes,
                 tuple(task_sizes(defn, n_classes)))
         if memo not in cache:

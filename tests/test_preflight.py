@@ -173,3 +173,21 @@ def test_one_gpu_memory_key_plans_mnemonics_and_the_old_key_names_it():
         plan.build({"scale": "smoke", "papers": ["mnemonics2020"],
                     "options": {"mnemonics2020": {"gpu_memory_gb": 60}}})
     assert "options.mnemonics2020.gpu_memory_gb: replaced by the key gpu_memory_gb (top level)" in str(err.value)
+
+
+@pytest.mark.parametrize("batch_views", [False, True])
+def test_views_extrapolated_from_two_and_three_match_a_direct_estimate(batch_views):
+    """BLD's 50 views per batch made its full-scale row take minutes per run class; the
+    estimate measures 2 and 3 views and extrapolates (preflight.estimate)."""
+    from clrepro import preflight
+
+    hp = {"lr": 0.1, "model": {"name": "resnet18", "nf": 2, "normalize": True}, "batch_size": 4,
+          "eval_batch_size": 8, "augment": {"views": 5, "crop_pad": 4, "flip": True},
+          "bld.batch_views": batch_views, "bld.lambda": 2.0, "bld.tau": 2.0, "bld.lr_warmup": 1e-3,
+          "bld.joint_steps": 2, "bld.norm_granularity": "tensor", "bld.batch_reduction": "sum"}
+    args = (METHODS["bld"], (3, 8, 8), 4, 2, "meta", True, None)
+    direct = preflight._estimate(hp, *args)
+    extrapolated = estimate(METHODS["bld"], hp, (3, 8, 8), 4, 2, task_incremental=True)
+    assert "5 views from 2 and 3" in extrapolated.note and direct.step == "method"
+    assert abs(extrapolated.peak_bytes - direct.peak_bytes) <= 0.02 * direct.peak_bytes, \
+        (extrapolated.peak_bytes, direct.peak_bytes)
