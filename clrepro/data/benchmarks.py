@@ -239,8 +239,12 @@ def _prepare_stream(defn: BenchmarkDef, raw: RawData, gen: torch.Generator) -> d
     - class_stream (NIC): every batch holds train_per_task images of one class; the class
       sequence repeats every class equally often (at least twice) in a data-seed order.
 
-    The test set is shared: every test image of the classes, untransformed."""
+    The test set is shared: every test image of the classes, untransformed. With
+    val_fraction, a shared validation set (for tuning) of that share of the stream's size is
+    drawn from the training images no batch holds (NIC: per class, of its images in the
+    stream): held out of every run of the stream, disjoint from the test images."""
     out: dict[str, torch.Tensor] = {}
+    val = torch.zeros(0, dtype=torch.long)
     n = defn.n_tasks
     if defn.kind == "environments":
         order = torch.randperm(len(raw.train_y), generator=gen)
@@ -253,6 +257,10 @@ def _prepare_stream(defn: BenchmarkDef, raw: RawData, gen: torch.Generator) -> d
             angle = (t - defn.env_center) * defn.env_rotation
             a, b = defn.env_brightness
             out[f"param/{t}"] = torch.tensor([angle, a + b * t], dtype=torch.float64)
+        n_val = int(round(defn.val_fraction * need))
+        if need + n_val > len(order):
+            raise ValueError(f"{defn.name}: no {n_val} spare images for its validation set")
+        val = order[need:need + n_val]
     else:
         repeats = -(-n // raw.n_classes)
         if repeats < 2:
@@ -270,8 +278,15 @@ def _prepare_stream(defn: BenchmarkDef, raw: RawData, gen: torch.Generator) -> d
             out[f"classes/{t}"] = torch.tensor([c])
             out[f"pool/{t}"] = members[c][used[c]:used[c] + k]
             used[c] += k
+        parts = []
+        for c, m in members.items():
+            n_val = int(round(defn.val_fraction * used[c]))
+            if used[c] + n_val > len(m):
+                raise ValueError(f"{defn.name}: class {c} has no {n_val} spare images for validation")
+            parts.append(m[used[c]:used[c] + n_val])
+        val = torch.cat(parts)
     for t in range(n):
-        out[f"val/{t}"] = torch.zeros(0, dtype=torch.long)
+        out[f"val/{t}"] = val if t == 0 else torch.zeros(0, dtype=torch.long)
         out[f"test/{t}"] = (torch.arange(len(raw.test_y)) if t == 0
                             else torch.zeros(0, dtype=torch.long))
     return _compact(out, raw, defn)

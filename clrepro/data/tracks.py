@@ -75,7 +75,10 @@ def decode_parallel(track: Track, paths: tuple[str, ...], workers: int = 8) -> t
 
 def materialize_track(prepared: dict[str, torch.Tensor], defn: BenchmarkDef,
                       settings: DataSettings) -> Benchmark:
-    """Decode the stream and evaluation images of a prepared track."""
+    """Decode the stream and evaluation images of a prepared track. With val_fraction (a
+    tuning twin), every round(1 / val_fraction)-th image of each training batch is held out
+    of the stream as validation data: one shared set for NI and NIC, each task's own for
+    Multi-Task-NC. The evaluation (test) sessions are never among them."""
     track = _load(defn, settings, check_images=False)
     if not torch.equal(_digest_tensor(lists_digest(track)), prepared["lists_sha256"]):
         raise ValueError(f"the CORe50 lists under {track.root} changed since {defn.name} was "
@@ -84,6 +87,8 @@ def materialize_track(prepared: dict[str, torch.Tensor], defn: BenchmarkDef,
     eval_x = decode_parallel(track, track.eval.paths)
     eval_y = prepared["eval_y"]
     tasks = []
+    every = round(1 / defn.val_fraction) if defn.val_fraction else 0
+    held: list[tuple[torch.Tensor, torch.Tensor]] = []
     for t, batch in enumerate(track.batches):
         if track.eval.tasks is None:  # NI, NIC: one shared evaluation set (on task 0)
             rows = slice(None) if t == 0 else slice(0, 0)
@@ -92,9 +97,19 @@ def materialize_track(prepared: dict[str, torch.Tensor], defn: BenchmarkDef,
             keep = prepared["eval_task"] == t
             test_x, test_y = eval_x[keep], eval_y[keep]
         empty = torch.zeros((0, *eval_x.shape[1:]), dtype=torch.uint8)
-        tasks.append(TaskData(decode_parallel(track, batch.paths), prepared[f"train_y/{t}"],
-                              empty, torch.zeros(0, dtype=torch.long), test_x, test_y,
+        train_x, train_y = decode_parallel(track, batch.paths), prepared[f"train_y/{t}"]
+        val_x, val_y = empty, torch.zeros(0, dtype=torch.long)
+        if every:
+            out = torch.arange(len(train_y)) % every == 0
+            val_x, val_y, train_x, train_y = train_x[out], train_y[out], train_x[~out], train_y[~out]
+            if track.eval.tasks is None:  # gathered on task 0 below
+                held.append((val_x, val_y))
+                val_x, val_y = empty, torch.zeros(0, dtype=torch.long)
+        tasks.append(TaskData(train_x, train_y, val_x, val_y, test_x, test_y,
                               torch.tensor(batch.classes), {"list": batch.list_file}))
+    if held:
+        tasks[0].val_x = torch.cat([x for x, _ in held])
+        tasks[0].val_y = torch.cat([y for _, y in held])
     shape = tuple(tasks[0].train_x.shape[1:])
     return Benchmark(defn, tasks, int(prepared["n_classes"]), shape,
                      int(torch.tensor(shape).prod()))

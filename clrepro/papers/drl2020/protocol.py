@@ -11,15 +11,19 @@ and, on CORe50, backbone.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from clrepro.data.definitions import BenchmarkDef
 from clrepro.spec import RunSpec
+from clrepro.tuning import tuned_by
 
-PROTOCOL_VERSION = 2  # 2: ring memory, ER one update per stream batch of 32
+PROTOCOL_VERSION = 3  # 2: ring memory, ER one update per stream batch of 32; 3: tuned lambda
 
 OPTION_DEFAULTS: dict[str, Any] = {
-    "drl.lambda": 1e-3,  # D4: the paper gives none; the official code's default
+    # D4: the paper gives none. None: each track's lambda is chosen from LAMBDA_GRID on a
+    # held-out split of its training stream (tuning runs); a number fixes it everywhere
+    "drl.lambda": None,
     "drl.form": "paper",  # D1: paper (L_bt - L_wi) | code (L_bt + 2 L_wi)
     "drl.norm": "pairs",  # D2: pairs | b_squared
     "drl.layers": "default",  # §4.2: pooled features + logits | all_stages
@@ -32,7 +36,13 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "core50.eval_stride": 1,  # every n-th CORe50 evaluation image (the challenge's valid set: 20)
     "data_seed": 0,
 }
-VARIANT_KEYS = ("replay", "drl", "backbone")
+VARIANT_KEYS = ("replay", "drl", "backbone", "tune")
+# §4.2 / D4: the per-track sweep, chosen by validation accuracy (DRL + BER, seed 0) on the
+# track's tuning twin (`.val`: VAL_FRACTION of the stream held out, never test data); the MNIST
+# analysis keeps the official code's default
+LAMBDA_GRID = (1e-4, 1e-3, 1e-2)
+ANALYSIS_LAMBDA = 1e-3
+VAL_FRACTION = 0.1
 
 STRATEGIES = ("shuffle", "er", "ber")
 BACKBONES = ("resnet50", "resnest50d")
@@ -79,14 +89,17 @@ def split_bench(scale: str) -> str:
     return f"split_{'mnist' if scale == 'full' else 'digits'}{_suffix(scale)}"
 
 
-def track_bench(track: str, scale: str) -> str:
-    return f"core50_{track}{_suffix(scale)}" if scale == "full" else f"{track}_fmnist{_suffix(scale)}"
+def track_bench(track: str, scale: str, val: bool = False) -> str:
+    """A track's benchmark; `val`: its tuning twin, with a held-out validation set."""
+    name = f"core50_{track}{_suffix(scale)}" if scale == "full" else f"{track}_fmnist{_suffix(scale)}"
+    return name + (".val" if val else "")
 
 
 def parse(benchmark: str) -> tuple[str, str]:
     """(part: pairs | split | track name, scale)."""
     base, _, suffix = benchmark.partition("@")
-    scale = suffix.split(".")[1] if "." in suffix else "full"
+    parts = [p for p in suffix.split(".")[1:] if p != "val"]
+    scale = parts[0] if parts else "full"
     if base.startswith("split_"):
         return "split", scale
     for track in TRACKS:
@@ -123,7 +136,20 @@ def benchmarks(scale: str, options: dict[str, Any]) -> dict[str, BenchmarkDef]:
                 spec.update({"train_per_class": 20} if track == "mtnc" else {"train_per_task": 20})
             defs.append(BenchmarkDef(track_bench(track, scale), "fashion_mnist", quick=True,
                                      image_size=14, resize="area", data_seed=seed, **spec))
-    return {d.name: d for d in defs}
+    twins = [dataclasses.replace(d, name=d.name + ".val", val_fraction=VAL_FRACTION)
+             for d in defs if parse(d.name)[0] in TRACKS]
+    return {d.name: d for d in defs + twins}
+
+
+def lambda_tuning(track: str, scale: str, backbone: str | None) -> list[RunSpec]:
+    """DRL's lambda on a track (§4.2 sweep): DRL + BER on the tuning twin per value of
+    LAMBDA_GRID, validation accuracy after the stream, seed 0."""
+    from clrepro.papers.drl2020.runs import memory
+
+    tail = (("backbone", backbone),) if backbone else ()
+    return [RunSpec(track_bench(track, scale, val=True), "replay_drl", 0, memory(track, scale), 1,
+                    (("replay", "ber"), ("drl", True), *tail, ("drl.lambda", lam), ("tune", True)))
+            for lam in LAMBDA_GRID]
 
 
 def model_spec(part: str, scale: str, backbone: str | None) -> dict[str, Any]:
@@ -149,7 +175,7 @@ def hyperparams(spec: RunSpec, options: dict[str, Any]) -> dict[str, Any]:
         "paper": "drl2020", "protocol_version": PROTOCOL_VERSION, "method": spec.method,
         "model": model_spec(part, scale, overrides.get("backbone")),
         "replay.strategy": strategy, "replay.per_class": PER_CLASS[scale],
-        "drl.lambda": options["drl.lambda"] if overrides.get("drl") else 0.0,
+        "drl.lambda": _lambda(part, scale, overrides, options) if overrides.get("drl") else 0.0,
         "drl.form": options["drl.form"], "drl.norm": options["drl.norm"],
         "drl.layers": options["drl.layers"], "ber.unit": options["ber.unit"],
         "ber.variant": options["ber.variant"], "memory.update": options["memory.update"],
@@ -170,7 +196,18 @@ def hyperparams(spec: RunSpec, options: dict[str, Any]) -> dict[str, Any]:
             hp.update({"lr": QUICK_TRACK_LR, "optimizer": {"name": "adam"}})
         if scale == "full":
             hp["augment.flip"] = True  # §4.5 suite default
+    if overrides.get("tune"):  # a tuning-grid cell: validation accuracy of the twin
+        hp["eval_split"] = "val"
     return hp
+
+
+def _lambda(part: str, scale: str, overrides: dict[str, Any], options: dict[str, Any]):
+    lam = overrides.get("drl.lambda", options["drl.lambda"])
+    if lam is not None:
+        return lam
+    if part in ("pairs", "split"):
+        return ANALYSIS_LAMBDA
+    return tuned_by(lambda_tuning(part, scale, overrides.get("backbone")))
 
 
 def resources(spec: RunSpec) -> dict[str, Any]:
