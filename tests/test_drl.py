@@ -205,14 +205,16 @@ def test_the_quick_stand_ins_have_the_spec_shapes():
 
 def test_the_full_plan_has_three_figure_seeds_and_the_quick_one_too():
     full = plan.build({"scale": "full", "papers": ["drl2020"]})
-    assert len(full.runs) == 48  # spec §7's 2 + 2 figure runs with 3 seeds (issue 20) + 3 x 12
+    # spec §7's 2 + 2 figure runs with 3 seeds (issue 20) + 3 x 12, + the lambda sweep: 3 tracks
+    # x 2 backbones x 3 values (tuning runs)
+    assert len(full.runs) == 48 + 18
     gpu = [r for r in full.runs.values() if r.resources["gpu"]]
-    assert len(gpu) == 36 and {r.hp["model"]["backbone"] for r in gpu} == {"resnet50", "resnest50d"}
+    assert len(gpu) == 36 + 18 and {r.hp["model"]["backbone"] for r in gpu} == {"resnet50", "resnest50d"}
     assert all(r.hp["lr"] == 0.01 and "optimizer" not in r.hp for r in gpu)
     quick = plan.build({"scale": "quick", "papers": ["drl2020"]})
-    assert len(quick.runs) == 30  # 12 figure runs (3 seeds) + 18 track runs
+    assert len(quick.runs) == 30 + 9  # 12 figure runs (3 seeds) + 18 track runs + 9 tuning runs
     er = quick.run_job("results/runs/ni_fmnist@drl2020.quick/replay_drl/m200-e1+drl=true+replay=er/s0.json")
-    assert er.hp["batch_size"] == er.hp["replay.batch_size"] == 32 and er.hp["drl.lambda"] == 1e-3
+    assert er.hp["batch_size"] == er.hp["replay.batch_size"] == 32 and er.hp["drl.lambda"]["tuned_by"]
     assert er.hp["memory.update"] == "ring" and er.hp["ber.variant"] == "even"
 
 
@@ -276,7 +278,7 @@ def test_a_pretrained_run_on_the_synthetic_track_uses_the_configured_weights(cor
     spec = RunSpec(defn.name, "replay_drl", 0, 12, 1, (("backbone", "resnet50"), ("drl", True),
                                                        ("replay", "ber")))
     hp = {**protocol.hyperparams(RunSpec("core50_ni@drl2020", "replay_drl", 0, 12, 1,
-                                         spec.overrides), protocol.OPTION_DEFAULTS),
+                                         spec.overrides), {**protocol.OPTION_DEFAULTS, "drl.lambda": 1e-3}),
           "replay.per_class": 2}
     used = {}
     out = train_run(bench, METHODS["replay_drl"], hp, 0, 1, CPU, weights=weights_loader(settings, used))

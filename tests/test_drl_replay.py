@@ -87,7 +87,7 @@ def _count_steps(strategy, n=160, classes=4):
     batch sizes, over a stream of two tasks."""
     spec = RunSpec("ni_fmnist@drl2020.quick", "replay_drl", 0, 40, 1,
                    (("replay", strategy), ("drl", True)))
-    hp = protocol.hyperparams(spec, protocol.OPTION_DEFAULTS)
+    hp = protocol.hyperparams(spec, {**protocol.OPTION_DEFAULTS, "drl.lambda": 1e-3})
     hp = {**hp, "model": {"name": "mlp", "hidden": [4]}, "optimizer": {"name": "sgd"}}
     ctx = Context((1, 2, 2), classes, 2, None, CPU, torch.Generator().manual_seed(0))
     method = METHODS["replay_drl"](ctx, hp)

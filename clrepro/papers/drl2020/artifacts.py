@@ -247,6 +247,7 @@ def _track_table(ctx: Context, track: str) -> Rendered:
              "The paper's Tables 1-3 have no numbers in the target text (spec D7), so only the "
              "qualitative claims C6-C9 are checked."]
     notes.append(_memory_note(df))
+    notes.append(_lambda_note(ctx.options["drl.lambda"]))
     if ctx.options["drl.form"] == "paper":
         notes.append("DRL in the paper's form L_bt - L_wi on raw dot products (spec D1): it "
                      "rewards same-class dot products without bound. The official code minimises "
@@ -254,6 +255,19 @@ def _track_table(ctx: Context, track: str) -> Rendered:
     if ctx.quick:
         notes.append(QUICK_NOTES["track"])
     return Rendered(table=table, display=display, notes=notes)
+
+
+def _lambda_note(fixed: float | None) -> str:
+    """Where the DRL rows' lambda comes from (spec §4.2, D4)."""
+    if fixed is not None:
+        return f"DRL's lambda: {fixed:g} on every track (option drl.lambda)."
+    from clrepro.papers.drl2020.protocol import LAMBDA_GRID, VAL_FRACTION
+
+    return (f"DRL's lambda (the paper gives none, spec D4) is chosen per track and backbone from "
+            f"{', '.join(f'{v:g}' for v in LAMBDA_GRID)} by the validation accuracy of DRL + BER "
+            f"(seed 0) on a tuning twin of the track that holds out {VAL_FRACTION:.0%} of the "
+            f"stream's size as validation data, never test data; each run's record names the "
+            f"value and the grid (`tuned`).")
 
 
 def _memory_note(df: pd.DataFrame) -> str:

@@ -172,6 +172,8 @@ def c9(ctx: Context) -> V.Verdict:
     else:
         a, b = _paired_over(df, "backbone", "resnest50d", "resnet50", keys)
         parts.append(V.paired(a, b, "ResNeSt-50 > ResNet-50 (n = track x strategy x DRL x seed)"))
+    lam = ctx.options["drl.lambda"]
     summary = (f"DRL in the {ctx.options['drl.form']} form with lambda "
-               f"{ctx.options['drl.lambda']:g} on every track")
+               + (f"{lam:g} on every track" if lam is not None else
+                  "chosen per track on held-out validation data (spec §4.2 sweep)"))
     return V.combine(parts, summary=summary)
