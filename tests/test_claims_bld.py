@@ -183,3 +183,27 @@ def test_the_tuning_table_selects_on_validation_and_the_l2_rows_show_mu(tmp_path
     assert not any("differs" in n for n in rendered.notes)
     table = A.render_table1(world_context(tmp_path / "t1", "bld2020", "bld.table1", build))
     assert "L2 (μ = MNIST 1000, CIFAR-10 1000)" in list(table.display["method"])
+
+
+def test_table_notes_state_the_selected_mu_and_how_far_l2_lies_from_finetune(tmp_path):
+    """Issue 19: a selected mu can leave L2 equal to Finetune (digits 2-task, mu = 10: ~0.7 %
+    of the parameter change), whatever the grid could do; the tables say so per setting."""
+    from claim_worlds import context
+
+    from clrepro.papers.bld2020.artifacts import render_table1
+
+    def build(spec):
+        out = world(lambda r, d, t, a: ([97.0, 96.0] if d == "mnist" else [80.0, 70.0])
+                    if r in ("batch_l2", "mc_finetune") else a)(spec)
+        if row_of(spec) == "batch_l2":
+            out["hp"] = {**out["hp"], "l2.mu": 10.0 if "digits" in spec.benchmark else 1e3}
+            if "fmnist" in spec.benchmark:
+                out["R"] = [[0.85, 0.75]] * 2  # 5 points above Finetune
+        return out
+
+    notes = "\n".join(render_table1(context(tmp_path, "bld2020", "bld.table1", build)).notes)
+    mnist = next(n for n in notes.splitlines() if n.startswith("MNIST 2-task: L2 at the selected μ = 10 is "))
+    assert abs(float(mnist.split(" is ")[1].split()[0])) < 0.2 and "in effect Finetune" in mnist
+    cifar = next(n for n in notes.splitlines() if n.startswith("CIFAR-10 2-task: L2 at the selected μ = 1000 is "))
+    assert float(cifar.split(" is ")[1].split()[0]) == pytest.approx(5.0, abs=0.2)
+    assert notes.count("in effect Finetune") == 1
