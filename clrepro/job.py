@@ -121,7 +121,7 @@ def train_job(desc: dict[str, Any], out: str | Path, prepared: str | Path, devic
     settings = DataSettings.from_config(desc["data"])
     torch.set_num_threads(threads)
     dev = choose_device(device, desc.get("gpu", False), gpu_slots)
-    method = get_method(spec.method)
+    method = get_method(spec.method, hp.get("entry"))  # entry: a method from outside clrepro
     used = run_precision(precision, hp, method.trainer)
     make_deterministic(dev, "tf32" if used == "tf32" else "fp32")
     if used != precision:

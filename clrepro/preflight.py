@@ -320,7 +320,8 @@ def plan_memory(plan) -> list[dict[str, Any]]:
                 tuple(task_sizes(defn, n_classes)))
         if memo not in cache:
             try:
-                cache[memo] = estimate(get_method(method), job.hp, shape, n_classes, defn["n_tasks"],
+                cache[memo] = estimate(get_method(method, job.hp.get("entry")), job.hp, shape, n_classes,
+                                       defn["n_tasks"],
                                        task_incremental=defn["scenario"] == "task_incremental",
                                        sizes=task_sizes(defn, n_classes))
             except Exception as exc:

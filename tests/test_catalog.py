@@ -14,11 +14,16 @@ from clrepro import phases, train
 TRAINERS = {"online": train, "phases": phases}
 
 
+def _meaning(value):
+    return value[0] if isinstance(value, tuple) else value  # (meaning, default)
+
+
 def declared_at_runtime(cls):
     required, optional = {}, {}
     for klass in reversed(cls.__mro__):
-        required.update(klass.__dict__.get("hyperparameters", {}))
-        optional.update(klass.__dict__.get("optional_hyperparameters", {}))
+        required.update({k: _meaning(v) for k, v in klass.__dict__.get("hyperparameters", {}).items()})
+        optional.update({k: _meaning(v) for k, v in
+                         klass.__dict__.get("optional_hyperparameters", {}).items()})
     return required, optional
 
 
@@ -54,3 +59,29 @@ def test_planning_reads_the_declarations_without_torch():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_compatibility_read_from_source_agrees_with_the_classes(name):
+    cls = METHODS[name]
+    assert catalog.compatibility(name) == {
+        "settings": tuple(cls.settings), "needs_memory": cls.needs_memory,
+        "needs_task_ids": cls.needs_task_ids, "needs_pretrained": cls.needs_pretrained,
+        "trainer": cls.trainer}
+
+
+def test_every_method_module_is_found_without_a_list():
+    import clrepro.methods as package
+
+    found = set(package._modules())
+    files = {p.stem for p in catalog.PACKAGE.glob("*.py") if not p.stem.startswith("_")}
+    assert found == files
+    assert {c.name for c in catalog.classes().values() if c.name} == set(METHODS)
+
+
+def test_a_misfit_is_named_with_its_reason():
+    assert catalog.misfit("gem", "task_free", "online", True, False) == (
+        "needs task ids; this artifact is task-free")
+    assert "needs a memory" in catalog.misfit("er", "task_aware", "online", False, False)
+    assert "phases trainer" in catalog.misfit("lucir", "class_incremental", "online", True, False)
+    assert catalog.misfit("er", "task_free", "online", True, False) is None

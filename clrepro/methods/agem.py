@@ -30,6 +30,7 @@ class AGEM(Method):
     hp: lr, memory, agem.reference_size. Counter: projections."""
 
     name = "agem"
+    needs_memory = True
     hyperparameters = {
         "agem.reference_size": "memory examples behind the reference gradient (256)",
     }

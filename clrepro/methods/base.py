@@ -8,6 +8,7 @@ is listed in `state_attrs` (tensors, lists/dicts of tensors, numbers).
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -84,8 +85,15 @@ class Method:
     stream: ClassVar[str] = "tasks"
     state_attrs: ClassVar[tuple[str, ...]] = ()
     trainer: ClassVar[str] = "online"  # online (clrepro.train) | phases (clrepro.phases)
-    # The keys a method reads from its hp dict, with what they mean; subclasses add theirs.
-    # The plan checks every run against them (clrepro.methods.catalog reads them from here).
+    # What it fits (clrepro.methods.catalog.COMPATIBILITY): the plan runs a method only in
+    # the artifacts whose setting, memory and backbone it fits, and names the others' reason.
+    settings: ClassVar[tuple[str, ...]] = ("task_aware", "class_incremental", "task_free")
+    needs_memory: ClassVar[bool] = False
+    needs_task_ids: ClassVar[bool] = False
+    needs_pretrained: ClassVar[bool] = False
+    # The keys a method reads from its hp dict, with what they mean -- or (meaning, default):
+    # a paper that does not set the key gives the default; subclasses add theirs. The plan
+    # checks every run against them (clrepro.methods.catalog reads them from here).
     hyperparameters: ClassVar[dict[str, str]] = {
         "lr": "learning rate",
         "model": "network spec (clrepro.models.build_model)",
@@ -279,7 +287,15 @@ def register(cls: type[Method]) -> type[Method]:
     return cls
 
 
-def get_method(name: str) -> type[Method]:
+def get_method(name: str, entry: str | None = None) -> type[Method]:
+    """The method registered as `name`; `entry` ('package.module:Class'): a method from
+    outside clrepro, imported and registered under `name` (the config's name for it)."""
+    if entry and name not in METHODS:
+        module, _, attr = entry.partition(":")
+        cls = getattr(importlib.import_module(module), attr)
+        if not (isinstance(cls, type) and issubclass(cls, Method)):
+            raise TypeError(f"{entry} is not a clrepro.methods.base.Method subclass")
+        METHODS[name] = cls
     if name not in METHODS:
         raise KeyError(f"unknown method '{name}'; known: {', '.join(sorted(METHODS))}")
     return METHODS[name]

@@ -42,6 +42,7 @@ class Multimodal(Single):
     descriptor (model spec `multimodal_mlp`, chosen by the paper module)."""
 
     name = "multimodal"
+    needs_task_ids = True  # one head per task
 
     def observe(self, x, y, tasks):
         # the stream holds one task per batch: pass it as an int (no device sync)
@@ -61,6 +62,7 @@ class Independent(Method):
     """
 
     name = "independent"
+    needs_task_ids = True  # one network per task
     hyperparameters = {
         "independent.clone": "a new task's network starts as a copy of the previous one",
     }

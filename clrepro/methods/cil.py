@@ -52,6 +52,8 @@ class ClassIncremental(Method):
     """Shared machinery; subclasses define `head_kind` and `classification_loss`."""
 
     trainer = "phases"
+    settings = ("class_incremental",)
+    needs_memory = True  # exemplars of the old classes
     head_kind = "linear"
     hyperparameters = {
         "optimizer": "SGD with momentum and weight decay (§4.3)",

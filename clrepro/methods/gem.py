@@ -52,6 +52,8 @@ class GEM(Method):
     """
 
     name = "gem"
+    needs_memory = True
+    needs_task_ids = True  # one constraint per past task
     hyperparameters = {
         "gem.margin": "gamma added to v* (or its lower bound)",
         "gem.margin_mode": "additive | lower_bound (D1)",

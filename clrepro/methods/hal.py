@@ -32,6 +32,8 @@ class HAL(Method):
     """
 
     name = "hal"
+    needs_memory = True
+    needs_task_ids = True  # anchors per task
     hyperparameters = {
         "hal.lambda": "anchor loss weight",
         "hal.gamma": "mean-embedding weight",

@@ -30,6 +30,7 @@ class ICaRL(Method):
     """
 
     name = "icarl"
+    needs_memory = True
     optional_hyperparameters = {
         "icarl.variant": "gem_code (the only variant implemented)",
     }

@@ -29,6 +29,7 @@ class ER(Method):
     """
 
     name = "er"
+    needs_memory = True  # what it fits (clrepro.methods.catalog.COMPATIBILITY)
     optional_hyperparameters = {
         "gmed.log_edits": "keep unedited copies of memory examples (GMED Figs. 5-6)",
     }

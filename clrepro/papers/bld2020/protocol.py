@@ -12,6 +12,7 @@ import dataclasses
 from typing import Any
 
 from clrepro.data.definitions import BenchmarkDef
+from clrepro.papers.table import Option, values
 from clrepro.spec import RunSpec
 from clrepro.tuning import tuned_by
 
@@ -174,6 +175,27 @@ def mu_tuning(dataset: str, tasks: int, scale: str) -> list[RunSpec]:
                     (("l2.mu", mu), ("tune", True))) for mu in grid]
 
 
+def _l2_mu(c: dict[str, Any]):
+    """A fixed mu (a grid cell's, or the option), else selected on the validation twin."""
+    mu = c["overrides"].get("l2.mu", c["options"]["l2.mu"])
+    return mu if mu is not None else tuned_by(mu_tuning(*c["setting"]))
+
+
+# the joint steps of Algorithm 1: warm-up at alpha_w, then two steps at alpha_j
+JOINT = {"bld.lr_warmup": lambda c: WARMUP_RATIO * c["lr"] if c["lr"] != LR else LR_WARMUP,
+         "bld.joint_steps": JOINT_STEPS}
+# Each method's values beyond the common ones (clrepro.papers.table), §4.1-§4.5
+METHOD_VALUES: dict[str, dict[str, Any]] = {
+    "bld": {**JOINT, "bld.lambda": LAMBDA, "bld.tau": TAU,
+            "bld.norm_granularity": Option("bld.norm_granularity")},
+    "bld_alternated": {"_as": "bld"},
+    "bld_no_balancing": {"_as": "bld"},
+    "batch_l2": {**JOINT, "l2.mu": _l2_mu},
+    "mc_finetune": {"finetune.steps": Option("finetune.steps")},
+    "lwf": {"lwf.weight": LWF_WEIGHT, "lwf.tau": LWF_TAU},
+}
+
+
 def hyperparams(spec: RunSpec, options: dict[str, Any]) -> dict[str, Any]:
     dataset, tasks, scale = parse(spec.benchmark)
     overrides = dict(spec.overrides)
@@ -194,19 +216,8 @@ def hyperparams(spec: RunSpec, options: dict[str, Any]) -> dict[str, Any]:
         hp["batch.merge_last"] = not options["batch.keep_last"]
     if optimizer == "adam" or (optimizer == "auto" and scale != "full"):
         hp["optimizer"] = {"name": "adam"}
-    if spec.method in ("batch_l2", "bld", *ABLATIONS):
-        hp.update({"bld.lr_warmup": WARMUP_RATIO * lr if lr != LR else LR_WARMUP,
-                   "bld.joint_steps": JOINT_STEPS})
-    if spec.method in ("bld", *ABLATIONS):
-        hp.update({"bld.lambda": LAMBDA, "bld.tau": TAU,
-                   "bld.norm_granularity": options["bld.norm_granularity"]})
-    elif spec.method == "batch_l2":
-        mu = overrides.get("l2.mu", options["l2.mu"])
-        hp["l2.mu"] = mu if mu is not None else tuned_by(mu_tuning(dataset, tasks, scale))
-    elif spec.method == "mc_finetune":
-        hp["finetune.steps"] = options["finetune.steps"]
-    elif spec.method == "lwf":
-        hp.update({"lwf.weight": LWF_WEIGHT, "lwf.tau": LWF_TAU})
+    hp.update(values(METHOD_VALUES, spec.method, {
+        "options": options, "overrides": overrides, "lr": lr, "setting": (dataset, tasks, scale)}))
     if overrides.get("tune"):  # a tuning-grid cell: validation accuracy of the twin
         hp["eval_split"] = "val"
         if "lr" in overrides:

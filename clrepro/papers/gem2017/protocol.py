@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from clrepro.data.definitions import BenchmarkDef
+from clrepro.papers.table import Option, values
 from clrepro.spec import RunSpec
 
 PROTOCOL_VERSION = 1
@@ -138,6 +139,19 @@ def model_spec(benchmark: str, method: str) -> dict[str, Any]:
     return {"name": "mlp", "hidden": [100, 100], "init": "xavier"}
 
 
+# Each method's values beyond the common ones (clrepro.papers.table): the official run
+# script's, or the paper's options.
+METHOD_VALUES: dict[str, dict[str, Any]] = {
+    "gem": {k: Option(k) for k in ("gem.margin", "gem.margin_mode", "gem.qp_eps",
+                                   "gem.memory_policy")},
+    "ewc": {"ewc.fisher_samples": lambda c: EWC[c["table"]][0],
+            "ewc.strength": lambda c: EWC[c["table"]][1], "ewc.fisher": Option("ewc.fisher")},
+    "icarl": {"icarl.strength": ICARL_STRENGTH, "icarl.trim_old": Option("icarl.trim_old")},
+    "independent": {"independent.clone": INDEPENDENT_CLONE},
+    "iid": {"iid.eval": Option("iid.eval")},
+}
+
+
 def hyperparams(spec: RunSpec, options: dict[str, Any]) -> dict[str, Any]:
     """The complete, resolved hyperparameters of one run (this dict is the run's protocol:
     any change to it reruns the job; it is stored in the record)."""
@@ -149,25 +163,13 @@ def hyperparams(spec: RunSpec, options: dict[str, Any]) -> dict[str, Any]:
                        f"methods there: {', '.join(LR[table])}")
     hp: dict[str, Any] = {
         "paper": "gem2017", "protocol_version": PROTOCOL_VERSION, "method": spec.method,
-        "lr": LR[table][spec.method], "batch_size": BATCH_SIZE, "eval_every": EVAL_EVERY,
-        "eval_batch_size": 1000, "checkpoint_every": CHECKPOINT_EVERY,
+        "lr": LR[table][spec.method], "batch_size": BATCH_SIZE,
+        "eval_every": EVAL_EVERY, "eval_batch_size": 1000, "checkpoint_every": CHECKPOINT_EVERY,
         "model": model_spec(spec.benchmark, spec.method), "memory": spec.memory,
         "eval.drop_last_quirk": options["eval.drop_last_quirk"],
         "eval.curve_tasks": [0],  # between task ends Fig. 1 (right) reads task 1 only
     }
-    if spec.method == "gem":
-        hp.update({k: options[k] for k in ("gem.margin", "gem.margin_mode", "gem.qp_eps",
-                                           "gem.memory_policy")})
-    elif spec.method == "ewc":
-        samples, strength = EWC[table]
-        hp.update({"ewc.fisher_samples": samples, "ewc.strength": strength,
-                   "ewc.fisher": options["ewc.fisher"]})
-    elif spec.method == "icarl":
-        hp.update({"icarl.strength": ICARL_STRENGTH, "icarl.trim_old": options["icarl.trim_old"]})
-    elif spec.method == "independent":
-        hp["independent.clone"] = INDEPENDENT_CLONE
-    elif spec.method == "iid":
-        hp["iid.eval"] = options["iid.eval"]
+    hp.update(values(METHOD_VALUES, spec.method, {"options": options, "table": table}))
     return hp
 
 

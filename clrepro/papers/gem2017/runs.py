@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from clrepro.papers.gem2017.protocol import (CIFAR_METHODS, FULL_VARIANTS, MNIST_METHODS, SCALE,
                                              TABLE3_METHODS)
+from clrepro.methods import catalog
 from clrepro.spec import RunSpec
 
 FAMILIES = ("perm", "rot", "cifar")
@@ -23,10 +24,11 @@ def bench(scale: str, fam: str) -> str:
 
 
 def memory(scale: str, fam: str, method: str) -> int:
-    """Total memory slots: GEM m per task x T; iCaRL a shared total; others none."""
+    """Total memory slots: GEM m per task x T; another method that keeps examples (its
+    declaration says so: iCaRL) a shared total; others none."""
     if method == "gem":
         return SCALE[scale]["gem_per_task"][fam] * n_tasks(scale, fam)
-    if method == "icarl":
+    if method in catalog.methods_that("needs_memory"):
         return SCALE[scale]["icarl_total"]
     return 0
 

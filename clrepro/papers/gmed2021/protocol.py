@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from clrepro.data.definitions import BenchmarkDef
+from clrepro.methods import catalog
+from clrepro.papers.table import OMIT, Option, values
 from clrepro.spec import RunSpec
 from clrepro.tuning import tuned_by
 
@@ -55,9 +57,6 @@ GEM = {"gem.margin": 0.5, "gem.margin_mode": "additive", "gem.qp_eps": 1e-3,
 GSS_COMPARE = 10
 BGD = {"bgd.eta": 1.0, "bgd.std_init": 0.02, "bgd.mc_samples": 10}
 HAL = {"hal.lambda": 0.1, "hal.gamma": 0.1, "hal.anchor_steps": 100, "hal.anchor_lr": 0.1}
-REPLAY_METHODS = ("er", "mir", "er_gmed", "mir_gmed", "er_random_edit", "er_hindsight_edit", "gss")
-MEMORY_METHODS = REPLAY_METHODS + ("agem", "gem", "hal")
-KNOWN_METHODS = MEMORY_METHODS + ("bgd", "iid", "finetune")
 VARIANT_KEYS = ("gmed.alpha", "gmed.beta", "tune")  # run-level overrides (tuning grid, beta = 0)
 
 STAND_INS = {  # quick / smoke: Fashion-MNIST stand-ins for the three MNIST benchmarks
@@ -150,6 +149,48 @@ def model_spec(dataset: str, options: dict[str, Any]) -> dict[str, Any]:
     return {"name": "resnet18_reduced", "nf": options["model.nf"]}
 
 
+def _overridden(key: str, fallback: str):
+    """A run-level override (a tuning-grid cell) of `key`, else the context's value."""
+    return lambda c: c["overrides"].get(key, c[fallback])
+
+
+REPLAY = {"replay.batch_size": REPLAY_BATCH,
+          "replay.iterations": lambda c: ITERATIONS.get(c["dataset"], 1),
+          "er.loss": Option("er.loss")}
+MIR = {"mir.candidates": lambda c: MIR_CANDIDATES.get(c["dataset"], 50)}
+EDIT = {"gmed.alpha": _overridden("gmed.alpha", "alpha"), "gmed.clip": Option("gmed.clip"),
+        "gmed.edit_schedule": Option("gmed.edit_schedule"),
+        # the seed-0 style runs of Split MNIST keep unedited copies (Figs. 5-6)
+        "gmed.log_edits": lambda c: c["method"] == "er_gmed" and c["dataset"] == "split_mnist"}
+GMED_DIRECTION = {"gmed.beta": _overridden("gmed.beta", "beta"),
+                  "gmed.reg_sign": Option("gmed.reg_sign"),
+                  "gmed.edit_reduction": Option("gmed.edit_reduction")}
+# Each method's values beyond the common ones (clrepro.papers.table), §4.2-§4.5
+METHOD_VALUES: dict[str, dict[str, Any]] = {
+    "er": REPLAY,
+    "mir": {**REPLAY, **MIR},
+    "er_gmed": {**REPLAY, **EDIT, **GMED_DIRECTION},
+    "mir_gmed": {**REPLAY, **MIR, **EDIT, **GMED_DIRECTION},
+    "er_hindsight_edit": {**REPLAY, **EDIT, **GMED_DIRECTION},
+    "er_random_edit": {
+        **REPLAY, "random_edit.variant": Option("random_edit.variant"),
+        # the code's variant adds +beta * grad l_before
+        "gmed.beta": lambda c: (_overridden("gmed.beta", "beta")(c)
+                                if c["options"]["random_edit.variant"] == "code" else OMIT),
+        # alpha_r: the configured value, else tuned on the alpha grid like GMED's alpha
+        **EDIT, "gmed.alpha": _overridden("gmed.alpha", "random_edit_alpha")},
+    "gss": {**REPLAY, "gss.compare": GSS_COMPARE},
+    "agem": {"agem.reference_size": AGEM_REFERENCE},
+    "gem": GEM,
+    "bgd": BGD,
+    "hal": {**HAL, "replay.batch_size": REPLAY_BATCH},
+    "iid": {"iid.eval": "final"},
+    "finetune": {},
+}
+MEMORY_METHODS = tuple(m for m in METHOD_VALUES if m in catalog.methods_that("needs_memory"))
+KNOWN_METHODS = tuple(METHOD_VALUES)
+
+
 def hyperparams(spec: RunSpec, options: dict[str, Any]) -> dict[str, Any]:
     """The resolved hyperparameters of one run (stored in its record; changes rerun it)."""
     overrides = dict(spec.overrides)
@@ -165,42 +206,18 @@ def hyperparams(spec: RunSpec, options: dict[str, Any]) -> dict[str, Any]:
         "eval_batch_size": 500 if image else 1000, "checkpoint_every": 500,
         "model": model_spec(dataset, options), "memory": spec.memory,
     }
-    if method in REPLAY_METHODS:
-        hp.update({"replay.batch_size": REPLAY_BATCH, "replay.iterations": ITERATIONS.get(dataset, 1),
-                   "er.loss": options["er.loss"]})
-    if method in ("mir", "mir_gmed"):
-        hp["mir.candidates"] = MIR_CANDIDATES.get(dataset, 50)
-    if method in ("er_gmed", "mir_gmed", "er_random_edit", "er_hindsight_edit"):
-        alpha, beta = alpha_beta(dataset, options)
-        if method == "er_random_edit":
-            alpha = random_edit_alpha(dataset, scale_of(spec.benchmark), options)
-            hp["random_edit.variant"] = options["random_edit.variant"]
-            if options["random_edit.variant"] == "code":  # the code adds +beta * grad l_before
-                hp["gmed.beta"] = overrides.get("gmed.beta", beta)
-        hp.update({"gmed.alpha": overrides.get("gmed.alpha", alpha),
-                   "gmed.clip": options["gmed.clip"],
-                   "gmed.edit_schedule": options["gmed.edit_schedule"],
-                   # the seed-0 style runs of Split MNIST keep unedited copies (Figs. 5-6)
-                   "gmed.log_edits": method == "er_gmed" and dataset == "split_mnist"})
-        if method != "er_random_edit":
-            hp.update({"gmed.beta": overrides.get("gmed.beta", beta),
-                       "gmed.reg_sign": options["gmed.reg_sign"],
-                       "gmed.edit_reduction": options["gmed.edit_reduction"]})
-    elif method == "agem":
-        hp["agem.reference_size"] = AGEM_REFERENCE
-    elif method == "gem":
-        hp.update(GEM)
-    elif method == "gss":
-        hp["gss.compare"] = GSS_COMPARE
-    elif method == "bgd":
-        hp.update(BGD)
-    elif method == "hal":
-        hp.update({**HAL, "replay.batch_size": REPLAY_BATCH})
-    elif method == "iid":
-        hp["iid.eval"] = "final"
+    alpha, beta = alpha_beta(dataset, options)
+    ctx = {"options": options, "overrides": overrides, "dataset": dataset, "method": method,
+           "alpha": alpha, "beta": beta}
+    if method == "er_random_edit":  # reads tuning records: only for the runs that use it
+        ctx["random_edit_alpha"] = random_edit_alpha(dataset, scale_of(spec.benchmark), options)
+    hp.update(values(METHOD_VALUES, method, ctx))
     if overrides.get("tune"):  # §4.7: first three tasks, up to max_epochs, validation sets
-        hp.update({"tasks_limit": 3, "eval_split": "val", "early_stopping": True})
+        hp.update(TUNING)
     return hp
+
+
+TUNING = {"tasks_limit": 3, "eval_split": "val", "early_stopping": True}
 
 
 def resources(spec: RunSpec) -> dict[str, Any]:

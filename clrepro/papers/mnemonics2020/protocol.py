@@ -16,6 +16,7 @@ from typing import Any
 
 from clrepro.data.definitions import BenchmarkDef
 from clrepro.papers.mnemonics2020.classes import CIFAR100_ORDER, FMNIST_ORDER, IMAGENET_ORDER
+from clrepro.papers.table import OMIT, values
 from clrepro.spec import RunSpec
 
 PROTOCOL_VERSION = 2  # 2: one meta-update per validation mini-batch (spec §4.5, amended)
@@ -196,20 +197,32 @@ def hyperparams(spec: RunSpec, options: dict[str, Any]) -> dict[str, Any]:
                 hp.update(bilevel_plan(dataset, n, options["gpu_memory_gb"]))
             except MemoryError as exc:  # a config error, named before any job starts
                 raise ValueError(f"gpu_memory_gb: {exc}") from exc
-    code = options["baselines.variant"] == "code_readme"
-    if spec.method in ("lwf_cil", "icarl_cil") and code:
-        hp.update({"kd.lambda": KD_LAMBDA, "kd.tau": KD_TAU, "kd.form": "code"})
-        if spec.method == "icarl_cil":
-            hp["icarl.loss"] = "ce_kd"  # the README's "iCaRL": NME on the LwF-style model
-    elif spec.method == "lwf_cil":
-        hp.update({"kd.lambda": KD_LAMBDA, "kd.tau": KD_TAU, "kd.form": options["kd.form"]})
-    elif spec.method == "bic":
-        hp.update({"kd.tau": KD_TAU, **BIC, "bic.epochs": BIC["bic.epochs"][scale]})
-        if options["bic.bias_layers"] != OPTION_DEFAULTS["bic.bias_layers"]:
-            hp["bic.bias_layers"] = options["bic.bias_layers"]
-    elif spec.method == "lucir":
-        hp.update(LUCIR)
+    hp.update(values(METHOD_VALUES, spec.method, {"options": options, "scale": scale}))
     return hp
+
+
+def _code(c: dict[str, Any]) -> bool:
+    """D5 code_readme: the baselines are one CE+KD model (LwF's), iCaRL its NME row."""
+    return c["options"]["baselines.variant"] == "code_readme"
+
+
+def _only_code(value):
+    return lambda c: value if _code(c) else OMIT
+
+
+# Each method's values beyond the common ones (clrepro.papers.table), §4.3
+METHOD_VALUES: dict[str, dict[str, Any]] = {
+    "lwf_cil": {"kd.lambda": KD_LAMBDA, "kd.tau": KD_TAU,
+                "kd.form": lambda c: "code" if _code(c) else c["options"]["kd.form"]},
+    "icarl_cil": {"kd.lambda": _only_code(KD_LAMBDA), "kd.tau": _only_code(KD_TAU),
+                  "kd.form": _only_code("code"),
+                  "icarl.loss": _only_code("ce_kd")},  # the README's "iCaRL": NME on LwF's model
+    "bic": {"kd.tau": KD_TAU, **BIC, "bic.epochs": lambda c: BIC["bic.epochs"][c["scale"]],
+            # enters the protocol only when set, so that default records stay as they were
+            "bic.bias_layers": lambda c: (c["options"]["bic.bias_layers"] if c["options"][
+                "bic.bias_layers"] != OPTION_DEFAULTS["bic.bias_layers"] else OMIT)},
+    "lucir": LUCIR,
+}
 
 
 def resources(spec: RunSpec) -> dict[str, Any]:
