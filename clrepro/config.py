@@ -36,7 +36,20 @@ _Validator = _with_defaults(Draft202012Validator)
 
 @functools.lru_cache(maxsize=1)
 def _parsed_schema() -> dict[str, Any]:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    """The central schema with each paper package's part composed in: its key in `papers`,
+    its seeds, and its options (the paper's own options.schema.yaml)."""
+    from clrepro.papers import registry
+
+    sch = yaml.safe_load(SCHEMA_PATH.read_text())
+    papers = registry()
+    props = sch["properties"]
+    props["papers"]["items"]["enum"] = list(papers)
+    props["papers"]["default"] = list(papers)
+    props["seeds"]["properties"] = {key: sch["$defs"]["seeds"] for key in papers}
+    props["options"]["properties"] = {
+        key: {"type": "object", "additionalProperties": False, "default": {},
+              "properties": paper.options_schema()} for key, paper in papers.items()}
+    return sch
 
 
 def schema() -> dict[str, Any]:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
+
+import yaml
 
 from clrepro.data.definitions import BenchmarkDef
 from clrepro.spec import RunSpec
@@ -123,15 +126,22 @@ class Paper:
     option_defaults: dict[str, Any]
     variant_keys: tuple[str, ...] = ()  # run-level overrides besides options (e.g. a grid cell)
     config_keys: tuple[str, ...] = ()  # top-level config keys its hyperparameters read (options)
+    options_file: Path | None = None  # the schema of its options (config key options.<key>)
+
+    def options_schema(self) -> dict[str, Any]:
+        """{option: JSON schema} of this paper's options, read from its package."""
+        return yaml.safe_load(self.options_file.read_text()) or {} if self.options_file else {}
 
     @classmethod
     def from_protocol(cls, key: str, title: str, citation: str, protocol: Any,
                       artifacts: list[Artifact]) -> "Paper":
         """A paper whose protocol module defines PROTOCOL_VERSION, OPTION_DEFAULTS,
-        benchmarks(), hyperparams(), resources() and optionally VARIANT_KEYS and CONFIG_KEYS."""
+        benchmarks(), hyperparams(), resources() and optionally VARIANT_KEYS and CONFIG_KEYS;
+        the schema of its options lies beside it in options.schema.yaml."""
         return cls(key, title, citation, protocol.PROTOCOL_VERSION, protocol.benchmarks,
                    protocol.hyperparams, protocol.resources, artifacts, protocol.OPTION_DEFAULTS,
-                   getattr(protocol, "VARIANT_KEYS", ()), getattr(protocol, "CONFIG_KEYS", ()))
+                   getattr(protocol, "VARIANT_KEYS", ()), getattr(protocol, "CONFIG_KEYS", ()),
+                   Path(protocol.__file__).with_name("options.schema.yaml"))
 
     def artifact(self, artifact_id: str) -> Artifact:
         for a in self.artifacts:
