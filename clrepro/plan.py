@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from clrepro import config as cfg
+from clrepro import yours
 from clrepro.data.definitions import BenchmarkDef
 from clrepro.data.definitions import DataSettings
 from clrepro.fsutil import stable_hash
@@ -65,6 +66,13 @@ class ArtifactJob:
     runs: list[RunSpec]
     outputs: list[Path]
     claims: Path
+    yours: dict[str, list[RunSpec]] = field(default_factory=dict)  # user method -> its runs
+
+    @property
+    def paper_runs(self) -> list[RunSpec]:
+        """The runs the paper's own render and claims read (the user's methods' left out)."""
+        theirs = {s for specs in self.yours.values() for s in specs}
+        return [s for s in self.runs if s not in theirs]
 
     @property
     def paper_title(self) -> str:
@@ -82,6 +90,10 @@ class Plan:
     runs: dict[str, RunJob] = field(default_factory=dict)
     benchmarks: dict[str, BenchmarkDef] = field(default_factory=dict)
     artifacts: dict[str, ArtifactJob] = field(default_factory=dict)
+    # user methods (clrepro.yours): the artifacts (or parts) they do not fit, with the reason;
+    # what each of their runs is made from
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    made_by: dict[str, tuple] = field(default_factory=dict)
 
     # -- paths ------------------------------------------------------------------------
     def benchmark_path(self, name: str) -> Path:
@@ -141,6 +153,15 @@ class Plan:
         planned = [job.spec for job in self.runs.values()]
         sibling = next((j for j in self.runs.values() if (j.spec.benchmark, j.spec.method,
                         j.spec.setting) == (spec.benchmark, spec.method, spec.setting)), None)
+        sibling_key = str(sibling.spec.path(self.root)) if sibling is not None else ""
+        if sibling is not None and str(spec.path(self.root)) == key and sibling_key in self.made_by:
+            made, conf, slot = self.made_by[sibling_key]  # a user method's run: same rule
+            made = yours.UserRun(made.name, made.paper, replace(made.reference, seed=spec.seed))
+            paper = get_paper(sibling.paper)
+            hp, _ = yours.hyperparams(paper, self.options[sibling.paper], spec, made, conf, slot)
+            job = RunJob(spec, sibling.paper, hp, sibling.benchmark, sibling.resources)
+            self.runs[key] = job
+            return job
         if sibling is not None and str(spec.path(self.root)) == key:
             # another seed of a planned configuration: the user's choice, same protocol
             paper = get_paper(sibling.paper)
@@ -247,7 +268,10 @@ class Plan:
         gpu = sum(1 for r in self.runs.values() if r.resources["gpu"])
         return {"scale": self.scale, "papers": sorted(self.options), "runs": len(self.runs),
                 "gpu_runs": gpu, "benchmarks": sorted(self.benchmarks),
-                "artifacts": sorted(self.artifacts)}
+                "artifacts": sorted(self.artifacts),
+                **({"methods": {name: sorted(a for a, j in self.artifacts.items() if name in j.yours)
+                                for name in self.config["methods"]},
+                    "skipped": self.skipped} if self.config["methods"] else {})}
 
 
 def artifact_outputs(root: Path, artifact: Artifact) -> list[Path]:
@@ -262,6 +286,10 @@ def build(config: dict[str, Any]) -> Plan:
     plan = Plan(config, root, config["scale"], DataSettings.from_config(config["data"]))
     wanted = config["artifacts"]
     known = []
+    yours.register(config)  # methods from outside clrepro: their keys checked first
+    artifacts_of = {k: [a.id for a in get_paper(k).artifacts] for k in config["papers"]}
+    users = {name: yours.wanted(conf, config["papers"], artifacts_of)
+             for name, conf in config["methods"].items()}
     for key in config["papers"]:
         paper = get_paper(key)
         options = {**paper.option_defaults, **{k: config[k] for k in paper.config_keys},
@@ -275,15 +303,40 @@ def build(config: dict[str, Any]) -> Plan:
             specs = artifact.runs(plan.scale, cfg.seeds_for(config, key), options)
             for spec in specs:
                 _add_run(plan, paper, options, benchmarks, spec)
-            plan.artifacts[artifact.id] = ArtifactJob(
+            job = plan.artifacts[artifact.id] = ArtifactJob(
                 artifact, key, specs, artifact_outputs(root, artifact),
                 root / "claims" / f"{artifact.id}.json")
+            for name, papers in users.items():
+                if key not in papers or (papers[key] and artifact.id not in papers[key]):
+                    continue
+                theirs = yours.plan_artifact(
+                    plan, paper, options, artifact, specs, name, config["methods"][name],
+                    named=bool(papers[key]),
+                    add_run=lambda *a: _add_user_run(plan, benchmarks, *a))
+                if theirs:
+                    job.yours[name] = theirs
+                    job.runs = job.runs + theirs
     if wanted != "all":
         unknown = sorted(set(wanted) - set(known))
         if unknown:
             raise cfg.ConfigError(f"artifacts: unknown {', '.join(unknown)}; valid for papers "
                                   f"{', '.join(config['papers'])}: {', '.join(known)}")
     return plan
+
+
+def _add_user_run(plan: Plan, benchmarks: dict, paper: Paper, options: dict, spec: RunSpec,
+                  made: "yours.UserRun", conf: dict, slot) -> None:
+    """A run of a user's method (clrepro.yours), and the tuning runs a grid of its needs."""
+    key = str(spec.path(plan.root))
+    if key in plan.runs:
+        return
+    hp, needs = yours.hyperparams(paper, options, spec, made, conf, slot)
+    plan.benchmarks[spec.benchmark] = benchmarks[spec.benchmark]
+    plan.runs[key] = RunJob(spec, paper.key, hp, benchmarks[spec.benchmark],
+                            paper.resources(made.reference))
+    plan.made_by[key] = (made, conf, slot)
+    for cell, cell_made in needs:
+        _add_user_run(plan, benchmarks, paper, options, cell, cell_made, conf, slot)
 
 
 def _add_run(plan: Plan, paper: Paper, options: dict, benchmarks: dict, spec: RunSpec) -> None:

@@ -10,6 +10,8 @@ import pandas as pd
 
 from clrepro.analysis.collect import RunSet
 from clrepro.analysis.plots import save_figure
+from clrepro.analysis.yours import compare, tally
+from clrepro.analysis.yours import display as compare_display
 from clrepro.analysis.tables import to_markdown, write_table
 from clrepro.fsutil import write_json, write_text
 from clrepro.papers import get_paper
@@ -36,7 +38,7 @@ def render_artifact(plan: Plan, artifact_id: str) -> dict[str, Any]:
     job = plan.artifacts[artifact_id]
     paper = get_paper(job.paper)
     options = plan.options[job.paper]
-    runs = RunSet(job.runs, plan.root, paper.protocol_version,
+    runs = RunSet(job.paper_runs, plan.root, paper.protocol_version,
                   options.get("metrics.transfer_norm", "paper"))
     ctx = Context(plan.scale, runs, options, paper)
     art = job.artifact
@@ -62,6 +64,7 @@ def render_artifact(plan: Plan, artifact_id: str) -> dict[str, Any]:
                        "detail": verdict.detail, "rule": verdict.rule,
                        "evidence": verdict.evidence, "preconditions": verdict.preconditions})
         log.info("%s %s: %s — %s", art.id, claim.id, verdict.status, verdict.detail)
+    yours = _yours(plan, job)
     problems = runs.problems()
     summary = {
         "artifact": art.id, "paper": job.paper, "paper_title": paper.title, "title": art.title,
@@ -73,6 +76,9 @@ def render_artifact(plan: Plan, artifact_id: str) -> dict[str, Any]:
                  "problems": _records(problems[["path", "status"]]) if len(problems) else []},
         "provenance": _provenance_summary(runs),
         "files": [str(p) for p in job.outputs],
+        **({"yours": yours} if yours else {}),
+        **({"yours_skipped": skipped} if (skipped := [k for k in plan.skipped
+                                                     if k["artifact"] == art.id]) else {}),
     }
     write_json(job.claims, summary)
     if art.kind == "table":  # append the paper's numbers and verdicts to the Markdown
@@ -80,10 +86,27 @@ def render_artifact(plan: Plan, artifact_id: str) -> dict[str, Any]:
         if rendered.paper_table is not None:
             extra += ["", "Paper:", "", to_markdown(rendered.paper_table)]
         extra += [f"- {n}" for n in rendered.notes]
+        for name, mine in yours.items():
+            extra += ["", f"Yours ({name}) vs each baseline, paired over the same seeds "
+                      f"({mine['metric']}; {mine['tally']}):", "",
+                      to_markdown(pd.DataFrame(compare_display(mine["rows"])))]
         extra += [f"- **{c['id']}** ({c['status']}): {c['text']}\n  "
                   + c["detail"].replace("\n", "\n  ") for c in claims]
         write_text(outputs[".md"], outputs[".md"].read_text() + "\n".join(extra) + "\n")
     return summary
+
+
+def _yours(plan: Plan, job) -> dict[str, Any]:
+    """Each user method of this artifact against every baseline (clrepro.analysis.yours)."""
+    out = {}
+    for name, specs in job.yours.items():
+        runs = RunSet(job.runs, plan.root, get_paper(job.paper).protocol_version)
+        metric = job.artifact.user.metric
+        rows = compare(runs, specs, job.paper_runs, name, metric)
+        out[name] = {"metric": metric, "rows": rows, "tally": tally(rows),
+                     "entry": plan.config["methods"][name]["entry"]}
+        log.info("%s: %s %s", job.artifact.id, name, out[name]["tally"])
+    return out
 
 
 def _provenance_summary(runs: RunSet) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
+from clrepro.analysis.yours import display, tally  # noqa: E402
 from clrepro.fsutil import atomic_path  # noqa: E402
 from clrepro.layout import FAMILY, column_widths, wrap  # noqa: E402
 from clrepro.papers.base import FAILS, HOLDS, INCONCLUSIVE, NOT_CHECKABLE  # noqa: E402
@@ -183,12 +184,40 @@ def build_report(claim_files: list[Path], out: Path, title: str = "clrepro repro
                    f"{len(problems)} unusable: "
                    + (", ".join(sorted({p['status'] for p in problems})) or "none"), size=9)
         pages.table(overview, "Verdicts", colour=COLOURS)
+        for line in yours_summary(summaries):
+            pages.text(line, size=10, weight="bold")
         for paper in dict.fromkeys(s["paper"] for s in summaries):
             group = [s for s in summaries if s["paper"] == paper]
             _paper_page(pages, group)
             for s in group:
                 _artifact_pages(pages, s)
         pages.flush()
+
+
+def yours_rows(summaries: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """user method -> its comparison rows over these artifacts (a comparison shared by two
+    artifacts, e.g. GEM's Figs. 1a and 1b, once, naming both)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for s in summaries:
+        for name, mine in s.get("yours", {}).items():
+            for row in mine["rows"]:
+                key = json.dumps({k: v for k, v in row.items() if k != "artifacts"},
+                                 sort_keys=True, default=str)
+                seen = out.setdefault(name, {}).setdefault(key, {**row, "artifacts": ""})
+                seen["artifacts"] = ", ".join(filter(None, [seen["artifacts"], s["artifact"]]))
+    return {name: list(rows.values()) for name, rows in out.items()}
+
+
+def yours_summary(summaries: list[dict[str, Any]]) -> list[str]:
+    """The report summary's line per user method."""
+    lines = []
+    for name, rows in yours_rows(summaries).items():
+        ran = sorted({s["artifact"] for s in summaries if name in s.get("yours", {})})
+        skipped = sorted({k["artifact"] for s in summaries for k in s.get("yours_skipped", [])
+                          if k["method"] == name and not k["where"]})
+        lines.append(f"Yours ({name}): run in {len(ran)} artifacts ({len(skipped)} do not fit "
+                     f"it); {tally(rows)}")
+    return lines
 
 
 def _seeds(claim: dict[str, Any]) -> str:
@@ -207,6 +236,15 @@ def _paper_page(pages: Pages, group: list[dict[str, Any]]) -> None:
     pages.text(f"{len(group)} artifacts; claims: {counts}; {fragile} fragile", size=10, gap=0.01)
     pages.table([{"artifact": s["artifact"], "title": s["title"],
                   "runs usable": f"{s['runs']['ok']}/{s['runs']['total']}"} for s in group])
+    for name, rows in yours_rows(group).items():
+        pages.text(f"Yours ({name}) vs each baseline: {tally(rows)}", size=10, weight="bold",
+                   gap=0.004)
+        pages.table([{"artifacts": r["artifacts"], **d} for r, d in zip(rows, display(rows))],
+                    size=6, colour=COLOURS)
+    for k in (k for s in group for k in s.get("yours_skipped", [])):
+        pages.text(f"{k['method']} not run in {k['artifact']}"
+                   + (f" ({k['where']})" if k["where"] else "") + f": {k['reason']}",
+                   size=8, color="0.3")
 
 
 def _artifact_pages(pages: Pages, s: dict[str, Any]) -> None:

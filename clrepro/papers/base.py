@@ -87,6 +87,28 @@ class Context:
         return self.scale != "full"
 
 
+@dataclass(frozen=True)
+class UserSlot:
+    """Where a method from outside clrepro (config `methods:`) runs in an artifact: beside
+    the runs of `reference` (same benchmarks, seeds, memory size, epochs; a method that keeps
+    no memory gets none), with the reference's values for the keys it reads, compared with
+    every baseline of the artifact on `metric` (clrepro.analysis.yours)."""
+
+    reference: str  # the baseline whose runs hers mirror
+    setting: str | Callable[[str], str]  # catalog.SETTINGS, or benchmark -> setting
+    trainer: str = "online"
+    reference_overrides: tuple[tuple[str, Any], ...] = ()  # which of the reference's runs
+    keep_overrides: tuple[str, ...] = ()  # overrides her runs keep (e.g. the backbone)
+    pretrained_scales: tuple[str, ...] = ()  # scales whose networks start pretrained
+    metric: str = "acc"  # what her comparison table pairs
+    # a user's grid is selected like the paper's: benchmark -> the reference's tuning-run
+    # spec (seed, epochs, overrides; validation split), None where the paper tunes nothing
+    tuning: Callable[[RunSpec], RunSpec] | None = None
+
+    def setting_of(self, benchmark: str) -> str:
+        return self.setting(benchmark) if callable(self.setting) else self.setting
+
+
 @dataclass
 class Artifact:
     id: str
@@ -96,6 +118,8 @@ class Artifact:
     runs: Callable[..., list[RunSpec]]  # (scale, config seeds, options) -> the runs it reads
     render: Callable[[Context], "Rendered"]
     claims: list[Claim] = field(default_factory=list)
+    # a user's method: where it runs (UserSlot), or why this artifact has no place for one
+    user: UserSlot | str = "declares no place for another method"
 
     def __post_init__(self) -> None:
         if self.kind not in ("table", "figure"):

@@ -3,7 +3,7 @@ Memory Constraints", ECCV 2020."""
 
 from functools import partial
 
-from clrepro.papers.base import Artifact, Paper, claim_in, render_in
+from clrepro.papers.base import Artifact, Paper, UserSlot, claim_in, render_in
 from clrepro.papers.bld2020 import protocol, runs
 
 _claim = partial(claim_in, __name__)
@@ -53,6 +53,15 @@ ARTIFACTS = [
              "for the quick stand-ins, the raised SGD learning rate.", runs.tuning,
              _render("render_tuning"), []),
 ]
+
+# Where a method from outside clrepro (config `methods:`) runs: beside BLD, task-aware heads,
+# no replay memory (MC-OCL); a grid of its values is selected on the validation twin
+_BESIDE_BLD = UserSlot("bld", "task_aware", tuning=runs.user_tuning)
+_USER = {"bld.table1": _BESIDE_BLD, "bld.table2": _BESIDE_BLD, "bld.table3": _BESIDE_BLD,
+         "bld.table4": _BESIDE_BLD, "bld.table5": "an ablation of BLD's balancing",
+         "bld.tuning": "BLD's own grids (L2's mu, the stand-ins' learning rate)"}
+for _artifact in ARTIFACTS:
+    _artifact.user = _USER[_artifact.id]
 
 PAPER = Paper.from_protocol("bld2020", "Online Continual Learning under Extreme Memory Constraints",
                             "E. Fini, S. Lathuilière, E. Sangineto, M. Nabi, E. Ricci. ECCV 2020.",

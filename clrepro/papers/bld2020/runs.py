@@ -70,6 +70,12 @@ def table2_and_c5(scale: str, chosen: list[int] | None = None, options: dict | N
     return table2(scale, chosen) + table3(scale, chosen) + table4(scale, chosen)
 
 
+def user_tuning(spec: RunSpec) -> RunSpec:
+    """The tuning run a user's grid cell mirrors (L2's mu, spec §4.5 amended): the whole
+    stream of the setting's validation twin, seed 0, mean validation accuracy at the end."""
+    return RunSpec(spec.benchmark + ".val", "bld", 0, 0, 1, (("tune", True),))
+
+
 def settings(scale: str) -> list[tuple[str, int]]:
     """(dataset, tasks) pairs this scale runs."""
     return [(d, t) for d in DATASETS for t in (2, 5) if bench_name(d, t, scale)]

@@ -3,7 +3,7 @@ in online continual learning" (CLVision workshop at CVPR 2020; arXiv 2006.11234 
 
 from functools import partial
 
-from clrepro.papers.base import Artifact, Paper, claim_in, render_in
+from clrepro.papers.base import Artifact, Paper, UserSlot, claim_in, render_in
 from clrepro.papers.drl2020 import protocol, runs
 
 _claim = partial(claim_in, __name__)
@@ -47,6 +47,19 @@ ARTIFACTS = [
              "three tracks.", runs.all_tracks, _render("render_table3"),
              [CLAIMS["C8"], CLAIMS["C9"]]),
 ]
+
+# Where a method from outside clrepro (config `methods:`) runs: beside ER without DRL on each
+# track (NI: task-free, Multi-Task-NC: task-aware, NIC: class-incremental), with the run's
+# backbone (pretrained at full scale)
+_BESIDE_ER = UserSlot("replay_drl", lambda b: {"ni": "task_free", "mtnc": "task_aware",
+                                               "nic": "class_incremental"}[protocol.parse(b)[0]],
+                      reference_overrides=(("drl", False), ("replay", "er")),
+                      keep_overrides=("backbone",), pretrained_scales=("full",))
+_USER = {"drl.table1": _BESIDE_ER, "drl.table2": _BESIDE_ER, "drl.table3": _BESIDE_ER,
+         "drl.fig1": "an analysis of DRL's pair similarities",
+         "drl.fig2": "an analysis of DRL's pair similarities"}
+for _artifact in ARTIFACTS:
+    _artifact.user = _USER[_artifact.id]
 
 PAPER = Paper.from_protocol("drl2020", "Discriminative Representation Loss and Balanced "
                             "Experience Replay on the CLVision 2020 challenge",

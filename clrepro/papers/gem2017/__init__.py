@@ -2,7 +2,7 @@
 
 from functools import partial
 
-from clrepro.papers.base import Artifact, Paper, claim_in, render_in
+from clrepro.papers.base import Artifact, Paper, UserSlot, claim_in, render_in
 from clrepro.papers.gem2017 import protocol, runs
 
 _claim = partial(claim_in, __name__)
@@ -53,6 +53,10 @@ ARTIFACTS = [
              "the first row trains on all tasks' data shuffled together.",
              runs.table3, _render("render_table3"), [CLAIMS[c] for c in ("C8", "C9", "C10")]),
 ]
+
+# Where a method from outside clrepro (config `methods:`) runs: beside GEM, task-aware
+for _artifact in ARTIFACTS:
+    _artifact.user = UserSlot("gem", "task_aware")
 
 PAPER = Paper.from_protocol("gem2017", "Gradient Episodic Memory for Continual Learning",
                            "D. Lopez-Paz and M. Ranzato. NIPS 2017.", protocol, ARTIFACTS)

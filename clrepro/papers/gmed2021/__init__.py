@@ -2,7 +2,7 @@
 
 from functools import partial
 
-from clrepro.papers.base import Artifact, Paper, claim_in, render_in
+from clrepro.papers.base import Artifact, Paper, UserSlot, claim_in, render_in
 from clrepro.papers.gmed2021 import protocol, runs
 
 _claim = partial(claim_in, __name__)
@@ -59,6 +59,17 @@ ARTIFACTS = [
              "Edit vectors Δx of the first two Split MNIST tasks' memory examples, coloured "
              "by label.", runs.edit_log, _render("render_fig6"), [CLAIMS["C13"]]),
 ]
+
+# Where a method from outside clrepro (config `methods:`) runs: beside ER, task-free; a grid
+# of its values is selected like GMED's alpha/beta (§4.7, validation sets of three tasks)
+_BESIDE_ER = UserSlot("er", "task_free", tuning=runs.user_tuning)
+_USER = {"gmed.table2": _BESIDE_ER, "gmed.fig4": _BESIDE_ER,
+         "gmed.table1": "GMED's own alpha x beta grid (a grid of yours is tuned beside your runs)",
+         "gmed.table3": "an ablation of GMED's editing direction",
+         "gmed.fig3": "an ablation of GMED's regulariser beta",
+         "gmed.fig5": "pictures of GMED's edited memory", "gmed.fig6": "pictures of GMED's edits"}
+for _artifact in ARTIFACTS:
+    _artifact.user = _USER[_artifact.id]
 
 PAPER = Paper.from_protocol("gmed2021", "Gradient Based Memory Editing for Task-Free Continual Learning",
                            "X. Jin, J. Du, X. Ren. 2021 (pre-NeurIPS version).", protocol, ARTIFACTS)

@@ -104,6 +104,13 @@ def tuning(scale: str, chosen: list[int] | None = None, options: dict | None = N
     return runs
 
 
+def user_tuning(spec: RunSpec) -> RunSpec:
+    """The tuning run a user's grid cell mirrors (§4.7): ER's cell on the run's benchmark --
+    seed 0, the first three tasks, up to tune.max_epochs passes, validation accuracy."""
+    return RunSpec(spec.benchmark, "er", 0, spec.memory, OPTION_DEFAULTS["tune.max_epochs"],
+                   (("tune", True),))
+
+
 def ablation_seeds(scale: str, chosen: list[int] | None) -> list[int]:
     """Seeds of the Table 3 ablations and Fig. 4 (fewer than Table 2 in quick and smoke)."""
     return list(chosen) if chosen else list(range(10 if scale == "full" else (3 if scale == "quick" else 1)))

@@ -3,7 +3,7 @@ Learning without Forgetting", CVPR 2020."""
 
 from functools import partial
 
-from clrepro.papers.base import Artifact, Paper, claim_in, render_in
+from clrepro.papers.base import Artifact, Paper, UserSlot, claim_in, render_in
 from clrepro.papers.mnemonics2020 import protocol, runs
 
 _claim = partial(claim_in, __name__)
@@ -50,6 +50,16 @@ ARTIFACTS = [
              "figure", "t-SNE of LUCIR's herding and LUCIR w/ ours' mnemonics exemplars.",
              runs.exemplar_figures, _render("render_fig5"), []),
 ]
+
+# Where a method from outside clrepro (config `methods:`) runs: beside LUCIR (Table 1's row,
+# herding exemplars), class-incremental phases, compared on the average incremental accuracy
+_BESIDE_LUCIR = UserSlot("lucir", "class_incremental", trainer="phases", metric="avg_inc_acc")
+_USER = {"mnemonics.table1": _BESIDE_LUCIR, "mnemonics.fig4": _BESIDE_LUCIR,
+         "mnemonics.table2": "an ablation of exemplar kinds inside LUCIR",
+         "mnemonics.fig1": "pictures of mnemonics exemplars",
+         "mnemonics.fig5": "pictures of mnemonics exemplars"}
+for _artifact in ARTIFACTS:
+    _artifact.user = _USER[_artifact.id]
 
 PAPER = Paper.from_protocol("mnemonics2020", "Mnemonics Training: Multi-Class Incremental "
                             "Learning without Forgetting",
