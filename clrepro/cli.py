@@ -223,6 +223,21 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_new_method(args) -> int:
+    from clrepro.scaffold import write
+
+    try:
+        files = write(args.name, args.trainer, args.dir)
+    except (ValueError, FileExistsError) as exc:
+        raise UsageError(str(exc)) from None
+    for f in files:
+        print(f"wrote {f}")
+    print(f"next: write its equation in {files[0].name}, then name it in config.yaml:\n"
+          f"  methods: {{{args.name}: {{entry: {args.name}:{files[0].stem.title().replace('_', '')}}}}}\n"
+          f"(with {Path(args.dir).resolve()} on PYTHONPATH)")
+    return 0
+
+
 def cmd_verify(args) -> int:
     from clrepro import verify
 
@@ -320,6 +335,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--update", action="store_true",
                    help="write the current verdicts as the expected ones (after a deliberate change)")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("new-method", help="write a starting file for your own method and its test")
+    p.add_argument("name", help="the method's name (lower case; names its run folders)")
+    p.add_argument("--trainer", choices=("online", "phases"), default="online")
+    p.add_argument("--dir", default=".", help="where to write NAME.py and test_NAME.py")
+    p.set_defaults(func=cmd_new_method)
 
     p = with_config(sub.add_parser("report", help="assemble the report PDF"))
     p.add_argument("--out", help="default: <results>/report.pdf")

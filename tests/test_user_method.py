@@ -28,3 +28,28 @@ def test_each_paper_owns_its_options_schema_and_the_central_schema_composes_them
         assert "options.gem2017.gem.margn: unknown key" in str(exc) and "gem.margin" in str(exc)
     else:
         raise AssertionError("typo accepted")
+
+
+def test_new_method_writes_a_file_and_a_test_that_pass_outside_clrepro(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)])}
+    for name, trainer in (("my_online", "online"), ("my_phases", "phases")):
+        out = subprocess.run([sys.executable, "-m", "clrepro", "new-method", name, "--trainer",
+                              trainer, "--dir", str(tmp_path)], capture_output=True, text=True,
+                             env=env, check=True)
+        assert f"{name}:My" in out.stdout
+        source = (tmp_path / f"{name}.py").read_text()
+        assert "equation" in source and "hyperparameters" in source and "needs_memory" in source or trainer == "phases"
+    again = subprocess.run([sys.executable, "-m", "clrepro", "new-method", "my_online", "--dir",
+                            str(tmp_path)], capture_output=True, text=True, env=env)
+    assert again.returncode == 2 and "not overwritten" in again.stderr
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                            "--rootdir", str(tmp_path), str(tmp_path)],
+                           capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert "3 passed, 2 skipped" in tests.stdout  # the equation checks are hers to write

@@ -1,12 +1,14 @@
 """The Snakemake workflow from the outside: lint, dry-runs of both presets, a real smoke run."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 
 import pytest
+import yaml
 
 from clrepro import plan
 from clrepro.papers import get_paper
@@ -209,3 +211,124 @@ def test_smoke_records_are_pinned(smoke):
     if pinned_records.machine(some) != pin["machine"]:
         pytest.skip(f"pinned on {pin['machine']}; this machine is {pinned_records.machine(some)}")
     assert pinned_records.differences(pin, smoke / "results") == []
+
+
+# -- issue 24: a method from outside clrepro, by config -----------------------------------------
+USER_ONLINE = '''"""Cross-entropy plus weight x the mean squared logit (a test method: Eq. (1) of its README)."""
+import torch.nn.functional as F
+
+from clrepro.methods.base import Method
+
+
+class Mine(Method):
+    """L = CE(f(x), y) + w * mean(f(x)^2)."""
+
+    hyperparameters = {"mine.weight": ("w, the weight of the logit penalty", 0.5)}
+
+    def observe(self, x, y, tasks):
+        self.opt.zero_grad(set_to_none=True)
+        out = self.logits(x, tasks)
+        finite = out.masked_fill(~out.isfinite(), 0.0)
+        (F.cross_entropy(out, y) + self.hp["mine.weight"] * finite.pow(2).mean()).backward()
+        self.opt.step()
+'''
+USER_PHASES = '''"""A class-incremental method in the phase trainer: plain cross-entropy over the classes seen."""
+import torch.nn.functional as F
+
+from clrepro.methods.cil import ClassIncremental
+
+
+class MineCIL(ClassIncremental):
+    """L = CE over every class seen (herding exemplars of the old ones, as its base class)."""
+
+    hyperparameters = {"minecil.scale": ("logit scale", 1.0)}
+
+    def classification_loss(self, x, y):
+        return F.cross_entropy(self.hp["minecil.scale"] * self.model(x), y)
+'''
+USER_TASK_IDS = '''from clrepro.methods.base import Method
+
+
+class NeedsIds(Method):
+    needs_task_ids = True
+
+    def observe(self, x, y, tasks):
+        self.sgd_step(x, y, tasks)
+'''
+
+
+def user_package(root):
+    """A package outside clrepro (its own folder, on PYTHONPATH only)."""
+    pkg = root / "outside" / "userpkg"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "online.py").write_text(USER_ONLINE)
+    (pkg / "phases.py").write_text(USER_PHASES)
+    (pkg / "ids.py").write_text(USER_TASK_IDS)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(root / "outside"), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return env
+
+
+MINE = """methods:
+  mine:
+    entry: userpkg.online:Mine
+    hyperparameters: {mine.weight: 0.1}
+    per_paper: {gem2017: {lr: 0.05}}
+  minecil:
+    entry: userpkg.phases:MineCIL
+    papers: [mnemonics2020]
+"""
+
+
+def test_a_method_from_outside_clrepro_runs_in_every_paper_it_fits(smoke, tmp_path):
+    """The done-means of issue 24: named in the config, the user's methods run under every
+    applicable artifact's protocol of all five papers beside the baselines (the baselines'
+    records are the smoke run's, reused), each such artifact gets her comparison table, the
+    others say why not, and the report has her line."""
+    smoke = shutil.copytree(smoke, tmp_path / "copy", symlinks=True)
+    env = user_package(tmp_path)
+    (smoke / "mine.yaml").write_text(MINE)
+    snakemake("--cores", "2", "--configfile", ".test/config.yaml", "mine.yaml", cwd=smoke, env=env)
+    p = plan.build({**yaml.safe_load((smoke / ".test/config.yaml").read_text()),
+                    **yaml.safe_load(MINE)})
+    fitting = {a for a, j in p.artifacts.items() if "mine" in j.yours}
+    assert {a.split(".")[0] for a in fitting} == {"gem", "gmed", "bld", "drl"}
+    assert {a for a, j in p.artifacts.items() if "minecil" in j.yours} == {
+        "mnemonics.table1", "mnemonics.fig4"}
+    for artifact, job in p.artifacts.items():
+        claims = json.loads((smoke / job.claims).read_text())
+        for name in ("mine", "minecil"):
+            if name in job.yours:
+                rows = claims["yours"][name]["rows"]
+                assert rows and all(r["n"] >= 1 and r["status"] for r in rows), (artifact, name)
+                assert {r["baseline"] for r in rows} >= {job.artifact.user.reference} or name == "minecil"
+                if job.artifact.kind == "table":
+                    assert f"Yours ({name})" in (smoke / job.outputs[1]).read_text()
+        if "mine" not in job.yours:
+            assert any(k["method"] == "mine" for k in claims["yours_skipped"]), artifact
+    reasons = {k["artifact"]: k["reason"] for k in p.skipped if k["method"] == "mine"}
+    assert "phases trainer" in reasons["mnemonics.table1"]
+    record = json.loads((smoke / next(k for k, j in p.runs.items() if j.spec.method == "mine"
+                                      and j.paper == "gem2017")).read_text())
+    assert record["status"] == "ok" and record["hp"]["lr"] == 0.05 and record["hp"]["mine.weight"] == 0.1
+    report = (smoke / "results/report.pdf").read_bytes()
+    assert report.startswith(b"%PDF")
+
+
+def test_a_typo_and_a_misfit_of_a_user_method_are_named_before_any_job(tmp_path):
+    env = user_package(tmp_path)
+    cwd = workdir(tmp_path / "work")
+    (cwd / "typo.yaml").write_text(MINE.replace("mine.weight: 0.1", "mine.wieght: 0.1"))
+    out = snakemake("-n", "--configfile", ".test/config.yaml", "typo.yaml", cwd=cwd, env=env,
+                    check=False)
+    assert out.returncode != 0 and "mine.wieght" in out.stderr + out.stdout
+    assert "mine.weight" in out.stderr + out.stdout  # what it reads
+    (cwd / "ids.yaml").write_text("methods:\n  ids:\n    entry: userpkg.ids:NeedsIds\n"
+                                  "    papers: {gmed2021: [gmed.table2]}\n")
+    out = snakemake("-n", "--configfile", ".test/config.yaml", "ids.yaml", cwd=cwd, env=env,
+                    check=False)
+    assert out.returncode != 0
+    said = out.stderr + out.stdout
+    assert "methods.ids: gmed.table2" in said and "needs task ids; this artifact is task-free" in said
+    assert not (cwd / "results").exists()
