@@ -215,7 +215,7 @@ class Plan:
         runs' records (a tuning grid) form a later stage, so a batch never waits on itself."""
         size, minutes = self.config["batch_runs"], self.config["batch_minutes"]
         groups: dict[tuple[str, int], list[str]] = {}
-        for key, job in sorted(self.runs.items()):
+        for key, job in sorted(self.runs.items(), key=lambda kv: (kv[0] in self.made_by, kv[0])):
             if size and (not job.resources["gpu"] or self.scale != "full"):
                 groups.setdefault((job.spec.benchmark, int(bool(job.needs))), []).append(key)
         out = {}
@@ -223,7 +223,10 @@ class Plan:
             chunks: list[list[str]] = [[]]
             for key in keys:
                 planned = sum(self.runs[k].resources["runtime"] for k in chunks[-1] + [key])
-                if chunks[-1] and (len(chunks[-1]) == size or planned > minutes):
+                # a user method's runs (clrepro.yours) come after, in batches of their own:
+                # adding one leaves the baselines' batches (and their params) as they were
+                mixed = chunks[-1] and (key in self.made_by) != (chunks[-1][-1] in self.made_by)
+                if chunks[-1] and (len(chunks[-1]) == size or planned > minutes or mixed):
                     chunks.append([])
                 chunks[-1].append(key)
             out.update({f"{benchmark}/s{stage}-{k}": chunk for k, chunk in enumerate(chunks)})

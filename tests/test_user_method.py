@@ -128,6 +128,8 @@ def test_no_method_configured_leaves_the_plan_as_it_was(outside):
     assert set(before.runs) <= set(after.runs)
     assert all(after.runs[k].hp == j.hp for k, j in before.runs.items())
     assert all(j.paper_runs == before.artifacts[a].runs for a, j in after.artifacts.items())
+    # her runs train in batches of their own: the baselines' batches are left as they were
+    assert all(after.batches[b] == keys for b, keys in before.batches.items())
 
 
 def test_a_typo_in_her_keys_is_named_before_any_job(outside):
