@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import yaml
 
@@ -81,6 +83,8 @@ def outside(tmp_path, monkeypatch):
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     (pkg / "m.py").write_text(ONLINE)
+    for module in [m for m in sys.modules if m.split(".")[0] == "userpkg"]:  # another test's
+        monkeypatch.delitem(sys.modules, module)  # (find_spec would search its folder)
     monkeypatch.syspath_prepend(str(tmp_path))
     return "userpkg.m"
 

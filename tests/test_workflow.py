@@ -307,6 +307,10 @@ def check_user_outputs(cwd, p, artifacts):
 
 
 def user_plan(cwd, monkeypatch, tmp_path, **extra):
+    # another test's `userpkg` stays in sys.modules, and find_spec("userpkg.online") searches
+    # the cached package's folder (test_user_method.py makes one): drop it first
+    for module in [m for m in sys.modules if m.split(".")[0] == "userpkg"]:
+        monkeypatch.delitem(sys.modules, module)
     monkeypatch.syspath_prepend(str(tmp_path / "outside"))
     return plan.build({**yaml.safe_load((cwd / ".test/config.yaml").read_text()),
                        **yaml.safe_load(MINE), **extra})
