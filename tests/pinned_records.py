@@ -9,6 +9,8 @@ and is compared only there; elsewhere the test is skipped, saying why.
 Update a pin after a deliberate change of numbers (say so in the commit):
     python tests/pinned_records.py smoke RESULTS_DIR   # the records of a smoke workflow run
     python tests/pinned_records.py quick               # trains QUICK_RUNS (about 3 min)
+Add `--paper P` to replace only paper P's records (e.g. after its protocol version changed;
+RESULTS_DIR then needs only P's runs).
 """
 
 from __future__ import annotations
@@ -60,14 +62,18 @@ QUICK_RUNS = [
 ]
 
 
-def train_quick(results: Path) -> None:
-    """Train QUICK_RUNS into `results` the way a batch job does (and the tuning runs they
-    need first, so that a tuned hyperparameter resolves)."""
+def _of(key: str, paper: str | None) -> bool:
+    return paper is None or f"@{paper}." in key
+
+
+def train_quick(results: Path, paper: str | None = None) -> None:
+    """Train QUICK_RUNS (of `paper`, or all) into `results` the way a batch job does (and the
+    tuning runs they need first, so that a tuned hyperparameter resolves)."""
     from clrepro import plan
     from clrepro.batch import run_batch
 
     p = plan.build({"scale": "quick", "results": str(results)})
-    wanted = [p.run_job(str(results / "runs" / key)) for key in QUICK_RUNS]
+    wanted = [p.run_job(str(results / "runs" / key)) for key in QUICK_RUNS if _of(key, paper)]
     jobs = {j.spec.path(p.root): j for j in wanted}
     for job in wanted:  # tuning runs before the runs that read them
         jobs = {**{s.path(p.root): p.run_job(str(s.path(p.root))) for s in job.needs}, **jobs}
@@ -142,18 +148,25 @@ def differences(pinned: dict, results: Path) -> list[str]:
     return problems
 
 
-def write_pin(results: Path, name: str) -> None:
-    pin = PINS / f"{name}.json"
-    pin.write_text(json.dumps(collect(results), indent=0, sort_keys=True) + "\n")
-    print(f"pinned {len(json.loads(pin.read_text())['records'])} records to {pin}")
+def write_pin(results: Path, name: str, paper: str | None = None) -> None:
+    pin, now = PINS / f"{name}.json", collect(results)
+    if paper is not None:  # keep the other papers' records as pinned
+        old = json.loads(pin.read_text())
+        assert old["machine"] == now["machine"], f"pinned on {old['machine']}, not here"
+        now["records"] = {**{k: v for k, v in old["records"].items() if not _of(k, paper)},
+                          **{k: v for k, v in now["records"].items() if _of(k, paper)}}
+    pin.write_text(json.dumps(now, indent=0, sort_keys=True) + "\n")
+    print(f"pinned {len(now['records'])} records to {pin}")
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "smoke":
-        write_pin(Path(sys.argv[2]), "smoke")
+    args = sys.argv[1:]
+    only = args[args.index("--paper") + 1] if "--paper" in args else None
+    if args[0] == "smoke":
+        write_pin(Path(args[1]), "smoke", only)
     else:
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            train_quick(Path(tmp) / "results")
-            write_pin(Path(tmp) / "results", "quick")
+            train_quick(Path(tmp) / "results", only)
+            write_pin(Path(tmp) / "results", "quick", only)
