@@ -10,7 +10,7 @@ each claim:
   and every effect stayed within what seed noise explains. Records are not bit-identical
   across processors or thread counts, and a run's trajectory then moves like another draw of
   its seed's noise (README, "Determinism"), so with 3-5 seeds such flips are expected: measured,
-  a thread-count change alone flipped comparisons whose stability was 0.82-1.00 under the
+  a thread-count change alone flipped comparisons whose committed stability was 0.87-1.00 under the
   earlier model. Listed, with the comparisons' stability, and does not fail;
 - **changed** (exit 1): a claim that reverses (holds <-> does not hold), an effect that moved
   beyond what seed noise explains (|z| > Z_FAR for the difference of the two mean effects, each

@@ -99,7 +99,7 @@ def test_an_effect_far_outside_its_interval_is_a_change_even_with_the_same_statu
 def test_a_firm_status_change_within_noise_is_borderline_and_lost_seeds_are_changes():
     """The issue's rule: only a reversal or an effect beyond seed noise fails. A flip of a
     comparison that looked firm is borderline when its effect stayed within noise (measured: a
-    thread-count change alone flipped comparisons called 0.82-1.00 stable)."""
+    thread-count change alone flipped comparisons committed as 0.87-1.00 stable)."""
     flat_b = {s: FIRM_B[s] + d for s, d in enumerate([0.05, -0.05, 0.04, -0.04, 0.0])}
     flat_a = {s: FIRM_B[s] + d for s, d in enumerate([0.06, -0.03, 0.05, -0.03, 0.01])}
     before, after = evidence(flat_a, FIRM_B), evidence(flat_a, flat_b)
