@@ -37,7 +37,7 @@ the n observed ones (the posterior predictive under the usual flat prior: true s
 sqrt((n-1)/chi2_{n-1}), true mean ~ N(mean, sd^2/n), the rerun's mean and sd drawn from those).
 Its status is the rule applied to each predicted rerun, over DRAWS draws of a fixed generator,
 so the number is deterministic. The spread matters: with 3 seeds a tight interval is often luck
-(a BLD comparison at t = -7.3 flipped on a thread-count change; a model that keeps the sd
+(a 3-seed comparison at t = -7.3 flipped on a thread-count change; a model that keeps the sd
 fixed called it 0.999 stable). A comparison below FRAGILE is marked fragile: a rerun on another
 machine may give another status, so its verdict is reported as fragile. `clrepro verify` calls
 a status change borderline when no claim reverses and no effect moves beyond seed noise.
