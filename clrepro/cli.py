@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -66,19 +67,23 @@ def cmd_plan(args) -> int:
         for path, job in sorted(p.runs.items()):
             print(path, "gpu" if job.resources["gpu"] else "cpu")
     if args.memory:
-        print_memory(p)
+        print_memory(p, args.jobs)
     return 0
 
 
-def print_memory(p) -> None:
+def print_memory(p, jobs: int = 1) -> None:
     """The memory pre-flight (clrepro.preflight) as one table per paper, one row per run
     class (benchmark and method; the largest of its settings), and a warning naming every
-    GPU run class over gpu_memory_gb."""
+    GPU run class over gpu_memory_gb. `jobs`: processes making the estimates."""
     from clrepro.preflight import plan_memory
+
+    def progress(done: int, total: int) -> None:  # a full-scale plan takes minutes
+        if done == total or done % 10 == 0:
+            print(f"estimated {done}/{total} run classes", file=sys.stderr, flush=True)
 
     limit = p.config["gpu_memory_gb"]
     classes: dict[tuple[str, str, str], dict] = {}
-    rows = plan_memory(p)
+    rows = plan_memory(p, jobs, progress)
     save_memory(p, rows)
     for row in rows:
         key = (row["paper"], row["benchmark"], row["method"])
@@ -304,6 +309,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", action="store_true", help="list every run path")
     p.add_argument("--memory", action="store_true",
                    help="estimate each run class's peak GPU memory on the CPU (imports torch)")
+    p.add_argument("--jobs", type=positive_int, default=min(os.cpu_count() or 1, 8),
+                   help="processes for --memory's estimates (default: the CPUs, at most 8)")
     p.set_defaults(func=cmd_plan)
 
     p = with_config(sub.add_parser("run", help="train one run and write its record"))

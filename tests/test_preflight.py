@@ -195,3 +195,16 @@ def test_views_extrapolated_from_two_and_three_match_a_direct_estimate(batch_vie
     assert "5 views from 2 and 3" in extrapolated.note and direct.step == "method"
     assert abs(extrapolated.peak_bytes - direct.peak_bytes) <= 0.02 * direct.peak_bytes, \
         (extrapolated.peak_bytes, direct.peak_bytes)
+
+
+def test_estimates_made_by_worker_processes_equal_those_made_in_process():
+    """`clrepro plan --memory --jobs N`: the same numbers from N spawned workers."""
+    from clrepro.preflight import plan_memory
+
+    p = plan.build({"scale": "smoke", "papers": ["gem2017"], "artifacts": ["gem.table2"]})
+    calls = []
+    alone = {r["run"]: r["estimate"] for r in plan_memory(p, 1)}
+    workers = {r["run"]: r["estimate"] for r in plan_memory(p, 2, lambda d, t: calls.append((d, t)))}
+    assert len(alone) > 2 and workers == alone
+    assert all(e.peak_bytes > 0 for e in alone.values())
+    assert calls[-1][0] == calls[-1][1] == len(calls)  # progress after every estimate
