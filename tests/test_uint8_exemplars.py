@@ -97,6 +97,7 @@ def test_the_preflight_sizes_stored_herding_exemplars_as_uint8():
     from clrepro.preflight import estimate
 
     hp = {**PLAIN, "exemplars.kind": "herding", "model": {"name": "resnet32_lucir", "blocks_per_stage": 1}}
-    peaks = [estimate(METHODS["icarl_cil"], {**hp, "exemplars.per_class": m}, (3, 32, 32), 100, 2,
-                      sizes=[50, 50]).peak_bytes for m in (200, 300)]
-    assert peaks[1] - peaks[0] == 100 * 100 * 3 * 32 * 32
+    estimates = [estimate(METHODS["icarl_cil"], {**hp, "exemplars.per_class": m}, (3, 32, 32), 100, 2,
+                          sizes=[50, 50]) for m in (1000, 1500)]
+    assert all("end of task" in e.note for e in estimates)
+    assert estimates[1].peak_bytes - estimates[0].peak_bytes == 100 * 500 * 3 * 32 * 32
