@@ -223,7 +223,7 @@ def test_bic_holds_out_balanced_file_rows_and_keeps_them_out_of_training(data_di
     assert sorted(streams[1].y[rows].tolist()) == [50, 51]
     for r in rows.tolist():  # the decoded file is the class's validation image
         c = int(streams[1].y[r])
-        assert torch.equal(bic.validation[c][0], as_float(streams[1].x.decode(torch.tensor([r])))[0])
+        assert torch.equal(as_float(bic.validation[c])[0], as_float(streams[1].x.decode(torch.tensor([r])))[0])
     kept = bic.training_set(1, streams[1])
     assert len(kept.files) + len(rows) == len(streams[1].y) == 6  # 2 classes x 3 images
     assert len(kept.y) == 100  # the training exemplars, all of them

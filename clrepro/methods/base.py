@@ -60,7 +60,12 @@ class TaskStream:
 
     def class_images(self, c: int, limit: int | None = None) -> torch.Tensor:
         """The images of class c (at most `limit`, in stream order) as network input."""
-        return as_float(self.x[self.y == c][:limit])
+        return as_float(self.class_pixels(c, limit))
+
+    def class_pixels(self, c: int, limit: int | None = None) -> torch.Tensor:
+        """The same images as the stream holds them (uint8, or float for a float stream):
+        what a method stores, 4x smaller than network input (as_float reads them)."""
+        return self.x[self.y == c][:limit]
 
 
 @dataclass
@@ -74,9 +79,9 @@ class FileStream(TaskStream):
         rows = torch.arange(len(self.y)).split(size)
         yield from zip(self.x.inputs(rows, self.y.device, self.workers), self.y.split(size))
 
-    def class_images(self, c: int, limit: int | None = None) -> torch.Tensor:
+    def class_pixels(self, c: int, limit: int | None = None) -> torch.Tensor:
         rows = torch.nonzero(self.y.cpu() == c).flatten()[:limit]
-        return as_float(self.x.decode(rows, self.workers).to(self.y.device))
+        return self.x.decode(rows, self.workers).to(self.y.device)  # uint8
 
 
 class Method:

@@ -89,7 +89,7 @@ class BiC(ClassIncremental):
         if hp.get("bic.bias_layers", "newest") not in BIAS_LAYERS:
             raise ValueError(f"bic.bias_layers must be one of {BIAS_LAYERS}")
         self.bias = BiasCorrection(0).to(self.device)
-        self.validation: dict[int, torch.Tensor] = {}  # class -> held-out images, float
+        self.validation: dict[int, torch.Tensor] = {}  # class -> held-out images, uint8 (stream's)
         # finished phases' layers (lo, hi, alpha, beta), applied with bias_layers "all"
         self.previous = torch.zeros(0, 4, device=self.device)
 
@@ -151,7 +151,7 @@ class BiC(ClassIncremental):
             mine = rows[data.y.cpu()[rows] == c]
             images = (data.x.decode(mine, data.workers).to(self.device) if isinstance(data, FileStream)
                       else data.x[mine.to(data.x.device)])
-            self.validation[c] = as_float(images).clone()
+            self.validation[c] = images.clone()  # as the stream holds them: as_float reads them
         n = self.n_validation(t)
         for c in self.validation:  # a smaller budget keeps the first (fixed_total policy)
             self.validation[c] = self.validation[c][:n]
@@ -187,7 +187,7 @@ class BiC(ClassIncremental):
         if t == 0 or "bias_done" in self.end_state:
             return
         classes = sorted(self.validation)
-        x = torch.cat([self.validation[c] for c in classes])
+        x = torch.cat([as_float(self.validation[c]) for c in classes])
         y = torch.cat([torch.full((len(self.validation[c]),), c, dtype=torch.long, device=x.device)
                        for c in classes])
         was = self.model.training
