@@ -59,7 +59,8 @@ def _metrics(paper: str, spec) -> dict:
         from clrepro.papers.bld2020.protocol import parse
 
         tasks = parse(spec.benchmark)[1]
-        return {"R": [[a] * tasks] * tasks, "hp": {"augment": {"views": 3}},
+        views = {} if spec.method == "mine" else {"augment": {"views": 3}}  # hers reads none
+        return {"R": [[a] * tasks] * tasks, "hp": views,
                 "memory_bytes": {"intra_batch": 8, "inter_batch": 0, "data_storage": 0},
                 "benchmark": {"tasks": [{"n_train": 300}] * tasks}}
     if paper == "mnemonics2020":

@@ -38,7 +38,8 @@ def frame(ctx: Context) -> pd.DataFrame:
             row["avg"] = sum(final) / len(final)
             memory = record.get("memory_bytes") or {}
             row.update({k: memory.get(k) for k in ("intra_batch", "inter_batch", "data_storage")})
-            row["views"] = record["hp"]["augment"]["views"]
+            # a user's method (ctx.yours) may read no augmentation: one view of each image
+            row["views"] = (record["hp"].get("augment") or {}).get("views", 1)
             row["batch_size"] = record["hp"].get("batch_size", N.PAPER_BATCH)
             row["merged"] = record["hp"].get("batch.merge_last", True)
             parts = memory.get("intra_parts") or {}
