@@ -165,7 +165,7 @@ class Plan:
         if sibling is not None and str(spec.path(self.root)) == key:
             # another seed of a planned configuration: the user's choice, same protocol
             paper = get_paper(sibling.paper)
-            job = RunJob(spec, sibling.paper, paper.hyperparams(spec, self.options[sibling.paper]),
+            job = RunJob(spec, sibling.paper, protocol_hp(paper, spec, self.options[sibling.paper]),
                          sibling.benchmark, paper.resources(spec))
             self.runs[key] = job
             return job
@@ -342,6 +342,16 @@ def _add_user_run(plan: Plan, benchmarks: dict, paper: Paper, options: dict, spe
         _add_user_run(plan, benchmarks, paper, options, cell, cell_made, conf, slot)
 
 
+def protocol_hp(paper: Paper, spec: RunSpec, options: dict) -> dict[str, Any]:
+    """A run's hyperparameters: the paper's values, then its method's declared defaults for
+    the keys the paper does not set (a method needs a row in the paper's table only where
+    the paper sets a value of its own)."""
+    hp = paper.hyperparams(spec, options)
+    for key, value in catalog.defaults(spec.method).items():
+        hp.setdefault(key, value)
+    return hp
+
+
 def _add_run(plan: Plan, paper: Paper, options: dict, benchmarks: dict, spec: RunSpec) -> None:
     key = str(spec.path(plan.root))
     if key in plan.runs:
@@ -353,8 +363,8 @@ def _add_run(plan: Plan, paper: Paper, options: dict, benchmarks: dict, spec: Ru
                if k not in paper.option_defaults and k not in paper.variant_keys]
     if unknown:
         raise cfg.ConfigError(f"{paper.key}: unknown option override(s) {', '.join(unknown)}")
-    hp = paper.hyperparams(spec, options)
     try:
+        hp = protocol_hp(paper, spec, options)
         catalog.check(spec.method, hp)
     except catalog.UndeclaredHyperparameter as exc:
         raise cfg.ConfigError(f"{paper.key}, run {spec.path(plan.root)}: {exc}") from None

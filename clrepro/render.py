@@ -37,12 +37,13 @@ def _records(df: pd.DataFrame | None) -> list[dict[str, Any]] | None:
 def render_artifact(plan: Plan, artifact_id: str) -> dict[str, Any]:
     job = plan.artifacts[artifact_id]
     paper = get_paper(job.paper)
-    options = plan.options[job.paper]
-    runs = RunSet(job.paper_runs, plan.root, paper.protocol_version,
-                  options.get("metrics.transfer_norm", "paper"))
-    ctx = Context(plan.scale, runs, options, paper)
+    ctx, shown = contexts(plan, job)
+    runs = ctx.runs
     art = job.artifact
-    rendered = art.render(ctx)
+    rendered = art.render(shown)
+    rendered.notes += [f"{name}: your method (config methods.{name}), run under this artifact's "
+                       f"protocol beside {art.user.reference}; the paper has no number for it and "
+                       "the claims compare the paper's methods only." for name in shown.yours]
     label = scale_label(plan.scale)
     caption = f"{art.id}: {art.title}. {art.caption} [{label}]"
     outputs = {p.suffix: p for p in job.outputs}
@@ -94,6 +95,23 @@ def render_artifact(plan: Plan, artifact_id: str) -> dict[str, Any]:
                   + c["detail"].replace("\n", "\n  ") for c in claims]
         write_text(outputs[".md"], outputs[".md"].read_text() + "\n".join(extra) + "\n")
     return summary
+
+
+def contexts(plan: Plan, job) -> tuple[Context, Context]:
+    """(what the claims judge, what the tables and figures draw): the paper's runs only, and
+    those plus the runs of the user's methods of this artifact (Context.yours names them), so
+    her method is one more row, column or line beside the baselines while the verdicts are
+    decided on the paper's methods alone."""
+    paper = get_paper(job.paper)
+    options = plan.options[job.paper]
+    norm = options.get("metrics.transfer_norm", "paper")
+    judged = Context(plan.scale, RunSet(job.paper_runs, plan.root, paper.protocol_version, norm),
+                     options, paper)
+    if not job.yours:
+        return judged, judged
+    drawn = Context(plan.scale, RunSet(job.runs, plan.root, paper.protocol_version, norm),
+                    options, paper, tuple(job.yours))
+    return judged, drawn
 
 
 def _yours(plan: Plan, job) -> dict[str, Any]:

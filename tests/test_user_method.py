@@ -177,3 +177,26 @@ def test_her_grid_is_selected_on_validation_data_by_the_papers_rule(outside):
             assert sorted(dict(s.overrides)["mine.weight"] for s in job.needs) == [0.1, 1.0]
     with pytest.raises(cfg.ConfigError, match="gem2017 selects nothing on a validation split"):
         _plan(papers=["gem2017"], hyperparameters={"mine.weight": {"grid": [0.1, 1.0]}})
+
+
+def test_a_method_without_a_row_in_the_papers_table_runs_on_its_declared_defaults(outside):
+    """A new method in a paper's run lists needs no row in its protocol table (issue 24: one
+    file plus its table entry): the paper's values for the keys it shares (learning rate,
+    batch size, model...), its declared defaults for its own keys."""
+    from clrepro.methods import catalog
+    from clrepro.papers import get_paper
+    from clrepro.papers.gmed2021 import runs as R
+    from clrepro.plan import protocol_hp
+
+    catalog.register_external("plainmine", "userpkg.m:Mine")  # known to the catalog, no row
+    gmed = get_paper("gmed2021")
+    options = dict(gmed.option_defaults)
+    spec = R.spec("split_mnist", "plainmine", 0, "quick")
+    hp = protocol_hp(gmed, spec, options)
+    catalog.check("plainmine", hp)  # every key it reads, nothing else
+    assert hp["mine.weight"] == 0.5 and hp["mine.beta"] == 1.0  # its defaults
+    finetune = gmed.hyperparams(R.spec("split_mnist", "finetune", 0, "quick"), options)
+    assert {k: hp[k] for k in ("lr", "batch_size", "model")} == {
+        k: finetune[k] for k in ("lr", "batch_size", "model")}
+    # a row of the paper's still wins over a default: the paper's finetune row sets none
+    assert protocol_hp(gmed, R.spec("split_mnist", "finetune", 0, "quick"), options) == finetune

@@ -299,6 +299,12 @@ def check_user_outputs(cwd, p, artifacts):
                     assert job.artifact.user.reference in {r["baseline"].split(" ")[0] for r in rows}
                 if job.artifact.kind == "table":
                     assert f"Yours ({name})" in (cwd / job.outputs[1]).read_text()
+                # and a row, column or line of the paper's own table or figure: in what it
+                # shows (the Markdown table, the report) and in the numbers it was drawn from
+                shown = [str(v) for row in claims["display"] for v in row.values()]
+                assert name in shown, (artifact, name, shown)
+                drawn = (cwd / next(f for f in job.outputs if f.suffix == ".csv")).read_text()
+                assert re.search(rf"(^|,){re.escape(name)}(,|$)", drawn, re.M), (artifact, name)
         if "mine" not in job.yours:
             assert any(k["method"] == "mine" and k["reason"] for k in claims["yours_skipped"]), artifact
     record = json.loads((cwd / next(k for k, j in p.runs.items() if j.spec.method == "mine"

@@ -81,6 +81,11 @@ class Context:
     runs: Any  # clrepro.analysis.collect.RunSet
     options: dict[str, Any]
     paper: "Paper"
+    # Methods from outside clrepro (config `methods:`, clrepro.yours) whose runs `runs` also
+    # holds: a render draws each as one more row, column or line of the artifact, named by
+    # its config key, with no paper number. Claim functions never get them (their context
+    # holds the paper's runs only), so the verdicts compare the paper's methods alone.
+    yours: tuple[str, ...] = ()
 
     @property
     def quick(self) -> bool:
@@ -92,7 +97,8 @@ class UserSlot:
     """Where a method from outside clrepro (config `methods:`) runs in an artifact: beside
     the runs of `reference` (same benchmarks, seeds, memory size, epochs; a method that keeps
     no memory gets none), with the reference's values for the keys it reads, compared with
-    every baseline of the artifact on `metric` (clrepro.analysis.yours)."""
+    every baseline of the artifact on `metric` (clrepro.analysis.yours). The artifact's render
+    draws her runs too (Context.yours), so its render must place a method it does not list."""
 
     reference: str  # the baseline whose runs hers mirror
     setting: str | Callable[[str], str]  # catalog.SETTINGS, or benchmark -> setting

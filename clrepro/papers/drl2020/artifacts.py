@@ -75,7 +75,10 @@ def frame(ctx: Context) -> pd.DataFrame:
     rows = []
     for entry in ctx.runs.df.itertuples():
         spec = RunSpec.from_path(entry.path)
-        backbone, strategy, drl = R.configuration(spec)
+        if spec.method in ctx.yours:  # a user's method: a row of its own, on the run's backbone
+            backbone, strategy, drl = dict(spec.overrides).get("backbone"), spec.method, None
+        else:
+            backbone, strategy, drl = R.configuration(spec)
         part = R.part_of(spec)
         row = {"part": part, "backbone": backbone, "strategy": strategy, "drl": drl,
                "seed": spec.seed, "status": entry.status, "acc": np.nan, "train_s": np.nan,
@@ -235,7 +238,8 @@ def _track_table(ctx: Context, track: str) -> Rendered:
         ok = cell[cell["status"] == "ok"]
         failed = cell[cell["status"] != "ok"]
         rows.append({"backbone": R.BACKBONE_TITLES[None if pd.isna(backbone) else backbone],
-                     "strategy": R.STRATEGY_TITLES[strategy], "DRL": "yes" if drl else "no",
+                     "strategy": R.STRATEGY_TITLES.get(strategy, strategy),
+                     "DRL": "–" if pd.isna(drl) else "yes" if drl else "no",
                      "accuracy (%)": _cell(ok["acc"]), "train (s)": _cell(ok["train_s"], 0),
                      "peak memory (MiB)": _cell(ok["peak_mib"], 0),
                      "acc_mean": ok["acc"].mean(),

@@ -69,7 +69,7 @@ def _results_table(ctx: Context, rows: list[str], paper) -> Rendered:
     for row in rows:
         if row not in set(df["row"]):
             continue
-        drow = {"method": R.TITLES[row] + (" †" if row in TASK_AWARE else "")}
+        drow = {"method": R.TITLES.get(row, row) + (" †" if row in TASK_AWARE else "")}
         for d in ds:
             values = plain(df, row, d)
             mean, sd, n = mean_sd(pd.Series(list(values.values()), dtype=float))
@@ -88,8 +88,8 @@ def _results_table(ctx: Context, rows: list[str], paper) -> Rendered:
             drow[R.dataset_title(d, ctx.scale)] = _shown(mean, sd, n, note, test.stars if test else "")
         display.append(drow)
     paper_rows = []
-    for row in rows:
-        prow = {"method": R.TITLES[row]}
+    for row in rows:  # a user's method (ctx.yours): its name, no number
+        prow = {"method": R.TITLES.get(row, row)}
         for d in N.DATASETS:
             ref = paper(row, d)
             prow[R.DATASET_TITLES[d]] = (f"{ref[0]:.2f}{_paper_stars(paper, row, d)} ± {ref[1]}"
@@ -108,7 +108,7 @@ def _results_table(ctx: Context, rows: list[str], paper) -> Rendered:
 
 
 def render_table2(ctx: Context) -> Rendered:
-    return _results_table(ctx, R.TABLE2_METHODS, N.table2)
+    return _results_table(ctx, [*R.TABLE2_METHODS, *ctx.yours], N.table2)
 
 
 def render_table3(ctx: Context) -> Rendered:
@@ -203,18 +203,28 @@ def render_fig3(ctx: Context) -> Rendered:
 def render_fig4(ctx: Context) -> Rendered:
     setup_style()
     df = frame(ctx)
-    df = df[df["row"].isin(["er", "er_gmed"]) & (df["variant"] == "")]
+    df = df[df["row"].isin(["er", "er_gmed", *ctx.yours]) & (df["variant"] == "")]
     ok = df[df["status"] == "ok"].copy()
-    ok["method"] = ok["row"].map(R.TITLES)
+    ok["method"] = [R.TITLES.get(r, r) for r in ok["row"]]
+    hue = ["ER", "ER + GMED", *ctx.yours]
+    palette = dict(zip(hue, ["#777777", "#2a7ab0", *sns.color_palette("colorblind", 8)[1:]]))
     ds = [d for d in N.DATASETS if d in set(df["dataset"])]
     fig, axes = plt.subplots(1, max(len(ds), 1), figsize=(4.2 * max(len(ds), 1), 3.5), squeeze=False)
     for ax, d in zip(axes[0], ds):
         part = ok[ok["dataset"] == d]
-        if len(part):
-            sns.lineplot(data=part, x="memory", y="acc", hue="method", hue_order=["ER", "ER + GMED"],
-                         marker="o", errorbar="sd", ax=ax, palette=["#777777", "#2a7ab0"])
+        slots = part[part["memory"] > 0]
+        if len(slots):
+            sns.lineplot(data=slots, x="memory", y="acc", hue="method",
+                         hue_order=[h for h in hue if h in set(slots["method"])],
+                         marker="o", errorbar="sd", ax=ax, palette=palette)
+        for name in ctx.yours:  # a user's method that keeps no memory: one level, dashed
+            flat = part[(part["row"] == name) & (part["memory"] == 0)]
+            if len(flat):
+                ax.axhline(flat["acc"].mean(), ls="--", lw=1.4, color=palette[name], label=name)
+        if ctx.yours and len(part):
+            ax.legend()
         ax.set_xscale("log")
-        sizes = sorted(part["memory"].unique())
+        sizes = sorted(slots["memory"].unique())
         ax.set_xticks(sizes, [str(s) for s in sizes])
         ax.minorticks_off()
         ax.set_title(R.dataset_title(d, ctx.scale))
@@ -222,7 +232,9 @@ def render_fig4(ctx: Context) -> Rendered:
         ax.set_ylabel("final accuracy (%)" if ax is axes[0][0] else "")
     fig.suptitle("ER vs ER+GMED across memory sizes (GMED Fig. 4)", y=1.03)
     table = df.groupby(["dataset", "row", "memory"], as_index=False)["acc"].agg(["mean", "std", "count"])
-    return Rendered(table=table, figure=fig)
+    notes = [f"{name}: keeps no memory, drawn as a dashed level (memory 0 in the data)."
+             for name in ctx.yours if (ok.loc[ok["row"] == name, "memory"] == 0).any()]
+    return Rendered(table=table, figure=fig, notes=notes)
 
 
 def edits(ctx: Context) -> dict[str, torch.Tensor] | None:

@@ -83,7 +83,7 @@ def _best(ctx, datasets_rows: dict[str, str], exclude: tuple[str, ...]) -> Verdi
     checked, parts = _present(ctx, datasets_rows)
     for d in checked:
         rows = sorted(r for r in set(df.loc[df["dataset"] == d, "row"]) if r not in exclude)
-        entries = {R.TITLES[r]: plain(df, r, d) for r in rows}
+        entries = {R.TITLES.get(r, r): plain(df, r, d) for r in rows}  # a new row: its name
         target = R.TITLES[datasets_rows[d]]
         if target not in entries:
             parts.append(V.Evidence(f"{R.DATASET_TITLES[d]}: {target}", "best", INCONCLUSIVE,

@@ -132,7 +132,7 @@ def _table(ctx: Context, rows, paper_acc, paper_f, settings) -> Rendered:
     records, display, paper = [], [], []
     for metric, table, label in (("acc", paper_acc, "Ā"), ("forgetting", paper_f, "F")):
         for row in rows:
-            shown = {"metric": label, "method": R.TITLES[row]}
+            shown = {"metric": label, "method": R.TITLES.get(row, row)}
             pshown = dict(shown)
             for d, n in present:
                 col = f"{R.DATASET_TITLES[d]}{'' if ctx.scale == 'full' else ' (stand-in)'} N={n}"
@@ -160,7 +160,7 @@ def _paper_row(row: str) -> str:
 
 
 def render_table1(ctx: Context) -> Rendered:
-    rendered = _table(ctx, R.ROWS, N.TABLE1_ACC, N.TABLE1_F, N.SETTINGS)
+    rendered = _table(ctx, [*R.ROWS, *ctx.yours], N.TABLE1_ACC, N.TABLE1_F, N.SETTINGS)
     rendered.notes.insert(1, LWF_NOTE)
     return rendered
 
@@ -185,7 +185,7 @@ def curves(ctx: Context) -> pd.DataFrame:
     rows = []
     if not len(df):
         return pd.DataFrame(columns=["dataset", "n", "row", "classes", "mean", "ci", "runs"])
-    for (d, n, row), part in df[df["row"].isin(CURVES) & (df["status"] == "ok")].groupby(
+    for (d, n, row), part in df[df["row"].isin([*CURVES, *ctx.yours]) & (df["status"] == "ok")].groupby(
             ["dataset", "n", "row"]):
         accs = np.array(part["phase_accs"].tolist())
         for i, classes in enumerate(part["classes_seen"].iloc[0]):
@@ -211,14 +211,15 @@ def render_fig4(ctx: Context) -> Rendered:
     panels = sorted({(d, n) for d, n in zip(table["dataset"], table["n"])}) if len(table) else []
     fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(4.3 * max(len(panels), 1), 3.6),
                              squeeze=False)
-    palette = dict(zip((*CURVES, "joint_cil"), sns.color_palette("colorblind", len(CURVES) + 1)))
+    lines = (*CURVES, *ctx.yours)  # a user's method: one more line, named by its config key
+    palette = dict(zip((*lines, "joint_cil"), sns.color_palette("colorblind", len(lines) + 1)))
     for ax, (d, n) in zip(axes[0], panels):
         part = table[(table["dataset"] == d) & (table["n"] == n)]
-        for row in ("joint_cil", *CURVES):
+        for row in ("joint_cil", *lines):
             c = part[part["row"] == row].sort_values("classes")
             if c.empty:
                 continue
-            label = "Ours (LUCIR w/ ours)" if row == "lucir_ours" else R.TITLES[row]
+            label = "Ours (LUCIR w/ ours)" if row == "lucir_ours" else R.TITLES.get(row, row)
             ax.plot(c["classes"], c["mean"], marker="o", ms=3, lw=1.6, color=palette[row],
                     label=label, ls="--" if row == "joint_cil" else "-")
             ax.fill_between(c["classes"], c["mean"] - c["ci"], c["mean"] + c["ci"],
@@ -236,13 +237,13 @@ def render_fig4(ctx: Context) -> Rendered:
              "where one seed ran."]
     check = []
     df = frame(ctx)
-    for (d, n, row), part in table[table["row"].isin(CURVES)].groupby(["dataset", "n", "row"]):
+    for (d, n, row), part in table[table["row"].isin(lines)].groupby(["dataset", "n", "row"]):
         acc = float(np.mean(list(values(df, row, d, n).values()) or [np.nan]))
-        check.append(f"{R.TITLES[row]} {d} N={n}: curve mean {part['mean'].mean():.2f} vs Ā {acc:.2f}")
+        check.append(f"{R.TITLES.get(row, row)} {d} N={n}: curve mean {part['mean'].mean():.2f} vs Ā {acc:.2f}")
     notes.append("Consistency (the curve's mean is Table 1's Ā): " + "; ".join(check))
     if ctx.quick:
         notes.append(QUICK_NOTE)
-    display = table.assign(curve=[R.TITLES[r] for r in table["row"]]).round(2) if len(table) else table
+    display = table.assign(curve=[R.TITLES.get(r, r) for r in table["row"]]).round(2) if len(table) else table
     return Rendered(table=table, figure=fig, display=display, notes=notes)
 
 
