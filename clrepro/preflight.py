@@ -320,7 +320,7 @@ def plan_memory(plan, jobs: int = 1, progress=None) -> list[dict[str, Any]]:
                  if not isinstance(v, float) and k not in SIZE_FREE}
         memo = (method, repr(sorted(sizes.items(), key=str)), shape, n_classes,
                 tuple(task_sizes(defn, n_classes)))
-        work.setdefault(memo, (method, job.hp.get("entry"), job.hp, shape, n_classes,
+        work.setdefault(memo, (method, job.hp.get("entry"), _untuned(plan, job.hp), shape, n_classes,
                                defn["n_tasks"], defn["scenario"] == "task_incremental",
                                task_sizes(defn, n_classes)))
         rows.append({"paper": paper, "benchmark": benchmark, "method": method, "run": paths[0],
@@ -330,6 +330,20 @@ def plan_memory(plan, jobs: int = 1, progress=None) -> list[dict[str, Any]]:
     for row in rows:
         row["estimate"] = estimates[row.pop("memo")]
     return rows
+
+
+def _untuned(plan, hp: dict[str, Any]) -> dict[str, Any]:
+    """hp with each value the plan leaves to a tuning grid (clrepro.tuning: chosen after the
+    grid's runs) set to its first grid run's value: the method's code needs a number there,
+    and no size depends on which one (a tuned value is a float, see `_sized`)."""
+    from clrepro.spec import RunSpec
+    from clrepro.tuning import MARKER, is_tuned
+
+    def first(key, value):
+        run = str(RunSpec.from_dict(value[MARKER][0]).path(plan.root))
+        return plan.runs[run].hp[key]
+
+    return {k: first(k, v) if is_tuned(v) else v for k, v in hp.items()}
 
 
 def _estimate_all(work: dict, jobs: int, progress) -> dict:

@@ -208,3 +208,19 @@ def test_estimates_made_by_worker_processes_equal_those_made_in_process():
     assert len(alone) > 2 and workers == alone
     assert all(e.peak_bytes > 0 for e in alone.values())
     assert calls[-1][0] == calls[-1][1] == len(calls)  # progress after every estimate
+
+
+@pytest.mark.parametrize("paper, artifact, method", [("bld2020", "bld.table1", "batch_l2"),
+                                                     ("drl2020", "drl.table2", "replay_drl")])
+def test_a_value_chosen_by_a_tuning_grid_does_not_push_the_estimate_to_a_generic_step(
+        paper, artifact, method):
+    """L2's mu (BLD) and DRL's lambda are chosen after their grid runs; the pre-flight runs
+    the method's own step with a grid value instead of failing over to a plain step."""
+    from clrepro.preflight import plan_memory
+    from clrepro.tuning import is_tuned
+
+    p = plan.build({"scale": "quick", "papers": [paper], "artifacts": [artifact]})
+    rows = [r for r in plan_memory(p) if r["method"] == method and
+            any(is_tuned(v) for v in p.runs[r["run"]].hp.values())]
+    assert rows
+    assert all(r["estimate"].step == "method" for r in rows), [r["estimate"] for r in rows]
