@@ -165,6 +165,49 @@ def test_end_of_task_extrapolation_matches_a_direct_measurement(extra):
     assert abs(extrapolated - direct) <= 0.03 * direct, (extrapolated / MB, direct / MB)
 
 
+def _adjust_peak(hp, per_class: int) -> int:
+    """The pre-flight's peak (meta tensors) of iCaRL w/ ours adjusting the old exemplars of
+    phase 2 (OURS_SIZES classes, every class holding per_class float exemplars)."""
+    import torch
+
+    from clrepro.methods.base import Context
+    from clrepro.preflight import LiveBytes, _MetaReads
+
+    tracker = LiveBytes("meta")
+    starts = [0, 6, 8]
+    with tracker, _MetaReads(tracker):
+        ctx = Context((3, 8, 8), 10, 3, None, torch.device("meta"), torch.Generator().manual_seed(0),
+                      [160] * 3, 0, ([0.5] * 3, [0.25] * 3), 0,
+                      [list(range(s, s + n)) for s, n in zip(starts, OURS_SIZES)], lambda b: None)
+        method = METHODS["icarl_cil"](ctx, {**hp, "exemplars.per_class": per_class})
+        method.grow_head(sum(OURS_SIZES[1:]))
+        method.task = 2
+        method.exemplars = {c: torch.zeros(per_class, 3, 8, 8, device="meta") for c in range(10)}
+        return tracker.peak_during(lambda: method.adjust_old(2))
+
+
+@pytest.mark.parametrize("val_batch", [8, 64])  # several meta-updates per epoch; one
+def test_adjusting_old_exemplars_keeps_each_stored_exemplar_once_and_four_copies_of_the_set(val_batch):
+    """What grows with the exemplars while old exemplars are adjusted (Eq. 10; one inner
+    mini-batch's work does not grow): every stored exemplar once and, of the half being
+    optimised, its normalised copy z, its pixels, its meta-gradient and the other half as
+    validation data -- no more (found at ImageNet scale, 6 MB per copy per old class, each
+    an extra copy on the GPU: the previous meta-update's gradient alive during the next and
+    z.grad beside it, the pixels' autograd graph, the initial pixels kept after their host
+    copy, a shuffled copy of the validation set, z's per-epoch clone for resuming) and no
+    fewer (z made as nn.Parameter was not counted until its first update). A validation
+    mini-batch that holds the whole validation half is one more copy."""
+    hp = _ours(**{"mnemonics.recompute": True, "mnemonics.inner_batch": 8, "mnemonics.inner_steps": 1,
+                  "mnemonics.outer_epochs": 1, "mnemonics.val_batch": val_batch,
+                  "model": {"name": "resnet32_lucir", "blocks_per_stage": 1}})
+    grown = _adjust_peak(hp, 8) - _adjust_peak(hp, 4)  # 4 more exemplars per class
+    image = 4 * 3 * 8 * 8
+    stored, old = sum(OURS_SIZES), sum(OURS_SIZES[:2])
+    batch = 1 if val_batch >= old * 8 // 2 else 0  # the validation mini-batch: all of it
+    expected = (stored + (4 + batch) * old // 2) * 4 * image
+    assert expected <= grown <= 1.01 * expected, grown / expected  # 1 %: the labels (int64)
+
+
 def test_one_gpu_memory_key_plans_mnemonics_and_the_old_key_names_it():
     def inner_batch(config):
         p = plan.build({"scale": "full", "papers": ["mnemonics2020"], "artifacts": ["mnemonics.table1"],
