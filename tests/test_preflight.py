@@ -200,12 +200,48 @@ def test_adjusting_old_exemplars_keeps_each_stored_exemplar_once_and_four_copies
     hp = _ours(**{"mnemonics.recompute": True, "mnemonics.inner_batch": 8, "mnemonics.inner_steps": 1,
                   "mnemonics.outer_epochs": 1, "mnemonics.val_batch": val_batch,
                   "model": {"name": "resnet32_lucir", "blocks_per_stage": 1}})
+    from clrepro.papers.mnemonics2020 import memory
+
     grown = _adjust_peak(hp, 8) - _adjust_peak(hp, 4)  # 4 more exemplars per class
     image = 4 * 3 * 8 * 8
     stored, old = sum(OURS_SIZES), sum(OURS_SIZES[:2])
     batch = 1 if val_batch >= old * 8 // 2 else 0  # the validation mini-batch: all of it
-    expected = (stored + (4 + batch) * old // 2) * 4 * image
+    copies = memory.OPTIMISED_COPIES + memory.VALIDATION_COPIES["adjusted"]  # the plan model's
+    expected = (stored + (copies + batch) * old // 2) * 4 * image
     assert expected <= grown <= 1.01 * expected, grown / expected  # 1 %: the labels (int64)
+
+
+@pytest.mark.parametrize("kind", ["mnemonics", "herding"])
+def test_pre_flight_stores_exemplars_as_a_run_does_uint8_until_an_optimisation_moves_them(kind, monkeypatch):
+    """A run keeps a phase's newly selected exemplars as the stream's uint8 and makes them
+    float32 when an optimisation moves them (mnemonics exemplars; herding/random ones once
+    adjusted, Table 2 "with adj."). Found: the pre-flight counted herding exemplars that
+    had been adjusted as uint8 (4x too small) and a phase's mnemonics exemplars as float32
+    before their optimisation."""
+    import torch
+
+    from clrepro.methods.base import Context
+
+    seen = []
+
+    def optimise(self, classes, *args, **kwargs):  # records the dtypes, moves them as a run does
+        seen.append({c: self.exemplars[c].dtype for c in sorted(self.exemplars)})
+        for c in classes:
+            self.exemplars[c] = self.exemplars[c].float()
+
+    monkeypatch.setattr(METHODS["icarl_cil"], "optimise_exemplars", optimise)
+    ctx = Context((3, 8, 8), 10, 3, None, torch.device("meta"), torch.Generator().manual_seed(0),
+                  [160] * 3, 0, ([0.5] * 3, [0.25] * 3), 0, [list(range(6)), [6, 7], [8, 9]],
+                  lambda b: None)
+    method = METHODS["icarl_cil"](ctx, _ours(**{"exemplars.kind": kind}))
+    method._preflight_end_work(2, True)
+    u8, f32 = torch.uint8, torch.float32
+    adjusted = {c: f32 for c in range(8)} | {8: u8, 9: u8}  # adjust_a and adjust_b
+    if kind == "mnemonics":  # phase 0's new set, the last phase's new set, adjust_a, adjust_b
+        assert seen == [{c: u8 for c in range(6)}, adjusted, {c: f32 for c in range(10)},
+                        {c: f32 for c in range(10)}]
+    else:
+        assert seen == [adjusted, adjusted]
 
 
 def test_one_gpu_memory_key_plans_mnemonics_and_the_old_key_names_it():

@@ -276,10 +276,14 @@ class ClassIncremental(Method):
         validation = TaskStream(torch.zeros(batch, *shape, dtype=torch.uint8, device=self.device),
                                 torch.zeros(batch, dtype=torch.long, device=self.device))
         # end_task stores the stream's uint8 images (meta tensors have no values to tell);
-        # mnemonics exemplars are float32 once optimised
-        dtype = torch.float32 if self.hp["exemplars.kind"] == "mnemonics" else torch.uint8
+        # exemplars are float32 once an optimisation moved them: mnemonics ones, and old
+        # ones adjusted in an earlier phase (the previous phase's are counted so too)
+        moved = self.hp["exemplars.kind"] == "mnemonics" or mnemonics
         for phase, keep in ((0, self.phase_classes[0]), (t, stored)):
+            # (herding/random: only phase t is measured, where phase 0's have been adjusted)
+            newest = self.phase_classes[phase if self.hp["exemplars.kind"] == "mnemonics" else t]
             for c in keep:
+                dtype = torch.float32 if moved and c not in newest else torch.uint8
                 self.exemplars.setdefault(c, torch.zeros(m, *shape, dtype=dtype, device=self.device))
             if self.hp["exemplars.kind"] == "mnemonics":
                 self.task = phase
