@@ -148,6 +148,7 @@ def meta_gradient(model: nn.Module, exemplars: torch.Tensor, labels: torch.Tenso
                 *h_theta, h_e = _grads(g, [*theta.values(), e], grad_outputs=lam)
             new = [a - lr * h for a, h in zip(new, h_theta)]
             grad[lo:hi] -= lr * h_e
+            del g, h_theta, h_e, e  # not alive while the next chunk's graph is built
         adjoint = dict(zip(adjoint, new))
     return grad, loss
 

@@ -427,3 +427,35 @@ def test_out_of_memory_ends_the_run_as_failed_with_its_reason(monkeypatch):
     monkeypatch.setattr(bilevel, "meta_gradient", bug)  # not memory: a bug still raises
     with pytest.raises(RuntimeError, match="shapes"):
         train_phases(bench(), METHODS["lucir"], HP, 0, 1, CPU)
+
+
+def test_one_inner_mini_batch_is_alive_at_a_time_in_the_recomputed_meta_gradient():
+    """The working memory of the recomputed meta-gradient does not depend on how many inner
+    mini-batches the exemplars fill: from one to two mini-batches only the meta-gradient's
+    rows of the second are added (counted on meta tensors by the pre-flight's accounting). Found:
+    the previous mini-batch's gradients (pixel-sized; of the previous inner step's last
+    mini-batch too) were alive while the next one's graph was built -- the peak then
+    depended on the size of a partial mini-batch, and the pre-flight's extrapolation over
+    classes (two measurements whose last mini-batches differ) counted that as growing."""
+    from clrepro.preflight import LiveBytes
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(8 * 16 * 16, 4)).to("meta").eval()
+    chunk = 16
+
+    def peak(n: int) -> int:
+        tracker = LiveBytes("meta")
+        with tracker:
+            ex = torch.zeros(n, 3, 16, 16, device="meta")
+            ey = torch.zeros(n, dtype=torch.long, device="meta")
+            val = [(torch.zeros(8, 3, 16, 16, device="meta"), torch.zeros(8, dtype=torch.long, device="meta"))]
+            before = tracker.live
+            tracker.peak_during(lambda: meta_gradient(model, ex, ey, val, 8, steps=2, lr=0.1,
+                                                      inner_batch=chunk))
+            return tracker.peak - before
+
+    image = 3 * 16 * 16 * 4
+    for more in (chunk, chunk - 6):  # a second mini-batch, full or not: its gradient's rows
+        grown = peak(chunk + more) - peak(chunk)
+        assert grown == more * image, grown / (more * image)

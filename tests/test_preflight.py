@@ -165,6 +165,85 @@ def test_end_of_task_extrapolation_matches_a_direct_measurement(extra):
     assert abs(extrapolated - direct) <= 0.03 * direct, (extrapolated / MB, direct / MB)
 
 
+def _adjust_peak(hp, per_class: int) -> int:
+    """The pre-flight's peak (meta tensors) of iCaRL w/ ours adjusting the old exemplars of
+    phase 2 (OURS_SIZES classes, every class holding per_class float exemplars)."""
+    import torch
+
+    from clrepro.methods.base import Context
+    from clrepro.preflight import LiveBytes, _MetaReads
+
+    tracker = LiveBytes("meta")
+    starts = [0, 6, 8]
+    with tracker, _MetaReads(tracker):
+        ctx = Context((3, 8, 8), 10, 3, None, torch.device("meta"), torch.Generator().manual_seed(0),
+                      [160] * 3, 0, ([0.5] * 3, [0.25] * 3), 0,
+                      [list(range(s, s + n)) for s, n in zip(starts, OURS_SIZES)], lambda b: None)
+        method = METHODS["icarl_cil"](ctx, {**hp, "exemplars.per_class": per_class})
+        method.grow_head(sum(OURS_SIZES[1:]))
+        method.task = 2
+        method.exemplars = {c: torch.zeros(per_class, 3, 8, 8, device="meta") for c in range(10)}
+        return tracker.peak_during(lambda: method.adjust_old(2))
+
+
+@pytest.mark.parametrize("val_batch", [8, 64])  # several meta-updates per epoch; one
+def test_adjusting_old_exemplars_keeps_each_stored_exemplar_once_and_four_copies_of_the_set(val_batch):
+    """What grows with the exemplars while old exemplars are adjusted (Eq. 10; one inner
+    mini-batch's work does not grow): every stored exemplar once and, of the half being
+    optimised, its normalised copy z, its pixels, its meta-gradient and the other half as
+    validation data -- no more (found at ImageNet scale, 6 MB per copy per old class, each
+    an extra copy on the GPU: the previous meta-update's gradient alive during the next and
+    z.grad beside it, the pixels' autograd graph, the initial pixels kept after their host
+    copy, a shuffled copy of the validation set, z's per-epoch clone for resuming) and no
+    fewer (z made as nn.Parameter was not counted until its first update). A validation
+    mini-batch that holds the whole validation half is one more copy."""
+    hp = _ours(**{"mnemonics.recompute": True, "mnemonics.inner_batch": 8, "mnemonics.inner_steps": 1,
+                  "mnemonics.outer_epochs": 1, "mnemonics.val_batch": val_batch,
+                  "model": {"name": "resnet32_lucir", "blocks_per_stage": 1}})
+    from clrepro.papers.mnemonics2020 import memory
+
+    grown = _adjust_peak(hp, 8) - _adjust_peak(hp, 4)  # 4 more exemplars per class
+    image = 4 * 3 * 8 * 8
+    stored, old = sum(OURS_SIZES), sum(OURS_SIZES[:2])
+    batch = 1 if val_batch >= old * 8 // 2 else 0  # the validation mini-batch: all of it
+    copies = memory.OPTIMISED_COPIES + memory.VALIDATION_COPIES["adjusted"]  # the plan model's
+    expected = (stored + (copies + batch) * old // 2) * 4 * image
+    assert expected <= grown <= 1.01 * expected, grown / expected  # 1 %: the labels (int64)
+
+
+@pytest.mark.parametrize("kind", ["mnemonics", "herding"])
+def test_pre_flight_stores_exemplars_as_a_run_does_uint8_until_an_optimisation_moves_them(kind, monkeypatch):
+    """A run keeps a phase's newly selected exemplars as the stream's uint8 and makes them
+    float32 when an optimisation moves them (mnemonics exemplars; herding/random ones once
+    adjusted, Table 2 "with adj."). Found: the pre-flight counted herding exemplars that
+    had been adjusted as uint8 (4x too small) and a phase's mnemonics exemplars as float32
+    before their optimisation."""
+    import torch
+
+    from clrepro.methods.base import Context
+
+    seen = []
+
+    def optimise(self, classes, *args, **kwargs):  # records the dtypes, moves them as a run does
+        seen.append({c: self.exemplars[c].dtype for c in sorted(self.exemplars)})
+        for c in classes:
+            self.exemplars[c] = self.exemplars[c].float()
+
+    monkeypatch.setattr(METHODS["icarl_cil"], "optimise_exemplars", optimise)
+    ctx = Context((3, 8, 8), 10, 3, None, torch.device("meta"), torch.Generator().manual_seed(0),
+                  [160] * 3, 0, ([0.5] * 3, [0.25] * 3), 0, [list(range(6)), [6, 7], [8, 9]],
+                  lambda b: None)
+    method = METHODS["icarl_cil"](ctx, _ours(**{"exemplars.kind": kind}))
+    method._preflight_end_work(2, True)
+    u8, f32 = torch.uint8, torch.float32
+    adjusted = {c: f32 for c in range(8)} | {8: u8, 9: u8}  # adjust_a and adjust_b
+    if kind == "mnemonics":  # phase 0's new set, the last phase's new set, adjust_a, adjust_b
+        assert seen == [{c: u8 for c in range(6)}, adjusted, {c: f32 for c in range(10)},
+                        {c: f32 for c in range(10)}]
+    else:
+        assert seen == [adjusted, adjusted]
+
+
 def test_one_gpu_memory_key_plans_mnemonics_and_the_old_key_names_it():
     def inner_batch(config):
         p = plan.build({"scale": "full", "papers": ["mnemonics2020"], "artifacts": ["mnemonics.table1"],

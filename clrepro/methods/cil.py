@@ -20,6 +20,7 @@ Mnemonics-optimised exemplars are float (they move off the 1/255 grid).
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -275,10 +276,14 @@ class ClassIncremental(Method):
         validation = TaskStream(torch.zeros(batch, *shape, dtype=torch.uint8, device=self.device),
                                 torch.zeros(batch, dtype=torch.long, device=self.device))
         # end_task stores the stream's uint8 images (meta tensors have no values to tell);
-        # mnemonics exemplars are float32 once optimised
-        dtype = torch.float32 if self.hp["exemplars.kind"] == "mnemonics" else torch.uint8
+        # exemplars are float32 once an optimisation moved them: mnemonics ones, and old
+        # ones adjusted in an earlier phase (the previous phase's are counted so too)
+        moved = self.hp["exemplars.kind"] == "mnemonics" or mnemonics
         for phase, keep in ((0, self.phase_classes[0]), (t, stored)):
+            # (herding/random: only phase t is measured, where phase 0's have been adjusted)
+            newest = self.phase_classes[phase if self.hp["exemplars.kind"] == "mnemonics" else t]
             for c in keep:
+                dtype = torch.float32 if moved and c not in newest else torch.uint8
                 self.exemplars.setdefault(c, torch.zeros(m, *shape, dtype=dtype, device=self.device))
             if self.hp["exemplars.kind"] == "mnemonics":
                 self.task = phase
@@ -364,8 +369,10 @@ class ClassIncremental(Method):
         labels = torch.cat([torch.full((n,), c, dtype=torch.long, device=self.device)
                             for c, n in zip(classes, sizes)])
         mean, std = self.input_stats()
-        z = torch.nn.Parameter(torch.cat([(as_float(self.exemplars[c][lo(c):hi(c)]) - mean) / std
-                                          for c in classes]))
+        # a leaf tensor, not nn.Parameter: the pre-flight counts a storage through the tensors
+        # that ops return, and Parameter(...) re-wraps one without an op
+        z = torch.cat([(as_float(self.exemplars[c][lo(c):hi(c)]) - mean) / std
+                       for c in classes]).requires_grad_(True)
         lr = self.hp["mnemonics.lr"]
         opt = torch.optim.SGD([z], lr=lr)
         was = self.model.training
@@ -380,6 +387,7 @@ class ClassIncremental(Method):
             initial = (z.detach() * std + mean).clamp(0, 1)
             self.end_state[f"{tag}_init"] = initial.cpu()
             self.end_state[f"{tag}_before"] = self.bilevel_objective(initial, labels, validation, batch)
+            del initial  # its host copy is kept: not a copy of the set on the device all along
         updates = self.end_state.get(f"{tag}_updates", 0)
         for epoch in range(start, self.hp["mnemonics.outer_epochs"]):
             for group in opt.param_groups:
@@ -389,7 +397,8 @@ class ClassIncremental(Method):
             passes = (([b] for b in shuffled.batches(batch)) if per_batch  # lazily: ImageNet decodes
                       else [shuffled.batches(batch)])
             for part in passes:
-                pixels = (z * std + mean).clamp(0, 1)
+                with torch.no_grad():  # meta_gradient differentiates through its own copy
+                    pixels = (z * std + mean).clamp(0, 1)
                 if bilevel_mode:
                     grad, _ = bilevel.meta_gradient(
                         self.model, pixels, labels, part, sum(len(y) for _, y in part) if per_batch
@@ -397,17 +406,20 @@ class ClassIncremental(Method):
                         self.hp["mnemonics.inner_lr"], self.hp.get("mnemonics.truncate_k"),
                         recompute=self.hp.get("mnemonics.recompute", True),
                         inner_batch=self.hp.get("mnemonics.inner_batch"))
-                    z.grad = grad * std  # d/dz of pixels = z * std + mean
+                    z.grad = grad.mul_(std)  # d/dz of pixels = z * std + mean
+                    del grad
                 else:
                     z.grad = self.single_level_gradient(z, mean, std, classes, sizes, part, batch)
                 opt.step()
+                z.grad = None  # not alive during the next meta-update's unroll
                 updates += 1
                 with torch.no_grad():
                     z.copy_(((z * std + mean).clamp(0, 1) - mean) / std)
             if not torch.isfinite(z).all():
                 raise FloatingPointError(f"mnemonics exemplars became non-finite ({tag}, "
                                          f"outer epoch {epoch}): lower mnemonics.lr")
-            self.end_state[f"{tag}_epoch"], self.end_state[f"{tag}_z"] = epoch + 1, z.detach().clone()
+            # kept for resuming, on the host (a checkpoint writes it there anyway)
+            self.end_state[f"{tag}_epoch"], self.end_state[f"{tag}_z"] = epoch + 1, host_copy(z)
             self.end_state[f"{tag}_updates"] = updates
             self.checkpoint()
         pixels = (z.detach() * std + mean).clamp(0, 1)
@@ -468,12 +480,29 @@ class ClassIncremental(Method):
 
 def shuffle_stream(stream: TaskStream, gen: torch.Generator) -> TaskStream:
     """The stream's images in a seeded random order (one meta-update's mini-batch mixes
-    classes; a stream is stored class by class)."""
+    classes; a stream is stored class by class), gathered one mini-batch at a time (a
+    shuffled copy of the whole would be one more copy of the validation set)."""
     perm = torch.randperm(len(stream), generator=gen)
     y = stream.y[perm.to(stream.y.device)]
     if isinstance(stream, FileStream):
         return FileStream(stream.x.subset(perm), y, stream.workers)
-    return TaskStream(stream.x[perm.to(stream.x.device)], y)
+    return PermutedStream(stream.x, y, perm.to(stream.x.device))
+
+
+@dataclass
+class PermutedStream(TaskStream):
+    """A stream's images read in the order `order` (labels `y` already in that order)."""
+
+    order: torch.Tensor | None = None
+
+    def batches(self, size: int):
+        for lo in range(0, len(self.y), size):
+            yield as_float(self.x[self.order[lo:lo + size]]), self.y[lo:lo + size]
+
+
+def host_copy(t: torch.Tensor) -> torch.Tensor:
+    """A detached copy of t in host memory (a copy even when t is already there)."""
+    return t.detach().clone() if t.device.type == "cpu" else t.detach().cpu()
 
 
 def stack_images(parts: list[torch.Tensor]) -> torch.Tensor:

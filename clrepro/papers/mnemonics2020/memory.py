@@ -7,9 +7,11 @@ An estimate, printable before launch (`python -m clrepro.papers.mnemonics2020.me
 
   fixed    network, its gradient and SGD momentum, the previous network (4 copies), the
            stored parameters Theta_0..Theta_K of the unroll (K + 1 copies), the adjoint and
-           its update (3 copies); every stored exemplar (20 per seen class, float32), and
-           the optimised set three times (pixels, normalised copy, gradient); the phase's
-           training images when they live on the GPU (CIFAR-100, uint8)
+           its update (3 copies); every stored exemplar (20 per seen class, float32), the
+           optimised set three times (pixels, normalised copy, gradient) and, when old
+           exemplars are adjusted (Eq. 10), the other half as validation data (a fourth);
+           the phase's training images when they live on the GPU (CIFAR-100, uint8). The
+           memory pre-flight measures the same copies (tests/test_preflight.py)
   working  the larger of: one recomputed inner step on a chunk of exemplars (what autograd
            saves for a forward + create_graph backward, plus the forward's saved tensors
            again for the transient gradients of the second backward), and the validation
@@ -32,6 +34,8 @@ GB = 1e9
 SHAPES = {"cifar100": (3, 32, 32), "imagenet_subset": (3, 224, 224), "imagenet": (3, 224, 224)}
 CLASSES = {"cifar100": (100, 50), "imagenet_subset": (100, 50), "imagenet": (1000, 500)}
 FULL_BATCH_FACTOR = 1.5  # transient gradients of a plain backward, relative to its saved tensors
+OPTIMISED_COPIES = 3  # of the set being optimised: its normalised copy z, its pixels, its gradient
+VALIDATION_COPIES = {"new": 0, "adjusted": 1}  # adjusted: the other half of the old exemplars
 
 
 # (parameter bytes, saved bytes per image with the step's graph, without), as counted by
@@ -75,7 +79,8 @@ def bilevel_peak_bytes(dataset: str, n_phases: int, exemplar_set: str, inner_bat
         train_images = 500 * step_classes if dataset == "cifar100" else 0
     params, with_graph, plain = NETWORK_BYTES[dataset]
     chunk = min(inner_batch or n_opt, n_opt)
-    fixed = (4 + steps + 1 + 3) * params + P.PER_CLASS * seen * image + 3 * n_opt * image \
+    copies = OPTIMISED_COPIES + VALIDATION_COPIES[exemplar_set]
+    fixed = (4 + steps + 1 + 3) * params + P.PER_CLASS * seen * image + copies * n_opt * image \
         + train_images * image // 4
     working = max(chunk * (with_graph + plain), val_batch * plain * FULL_BATCH_FACTOR)
     peak = (fixed + working) * 1.1 + 2 * GB
