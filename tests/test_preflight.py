@@ -295,11 +295,16 @@ def test_a_value_chosen_by_a_tuning_grid_does_not_push_the_estimate_to_a_generic
         paper, artifact, method):
     """L2's mu (BLD) and DRL's lambda are chosen after their grid runs; the pre-flight runs
     the method's own step with a grid value instead of failing over to a plain step."""
-    from clrepro.preflight import plan_memory
+    from clrepro.preflight import _untuned, estimate_class, input_shape, task_sizes
     from clrepro.tuning import is_tuned
 
     p = plan.build({"scale": "quick", "papers": [paper], "artifacts": [artifact]})
-    rows = [r for r in plan_memory(p) if r["method"] == method and
-            any(is_tuned(v) for v in p.runs[r["run"]].hp.values())]
-    assert rows
-    assert all(r["estimate"].step == "method" for r in rows), [r["estimate"] for r in rows]
+    tuned = [job for job in p.runs.values() if job.spec.method == method and
+             any(is_tuned(v) for v in job.hp.values())]
+    assert tuned
+    job = tuned[0]
+    defn = job.benchmark.to_dict()
+    shape, n_classes = input_shape(defn)
+    est = estimate_class(method, None, _untuned(p, job.hp), shape, n_classes, defn["n_tasks"],
+                         defn["scenario"] == "task_incremental", task_sizes(defn, n_classes))
+    assert est.step == "method" and est.peak_bytes > 0, est
