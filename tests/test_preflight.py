@@ -2,6 +2,7 @@
 memory a real run of the same code allocates, and `clrepro plan --memory` warns about runs
 that would not fit."""
 
+import contextlib
 import ctypes
 import logging
 
@@ -133,9 +134,10 @@ def test_mnemonics_ours_estimate_is_within_25_percent_of_real_cpu_allocations():
     assert abs(estimated - measured.peak) <= 0.25 * measured.peak, (estimated / MB, measured.peak / MB)
 
 
-def _end_task_peak(hp, direct: bool) -> int:
-    """The pre-flight's end-of-task peak of a meta LUCIR w/ ours: extrapolated (as the
-    pre-flight does) or measured at the run's own K and class counts."""
+@contextlib.contextmanager
+def _meta_icarl_ours(hp):
+    """(tracker, iCaRL w/ ours) made on meta tensors under the pre-flight's tracker: 8x8
+    inputs, OURS_SIZES classes per phase."""
     import torch
 
     from clrepro.methods.base import Context
@@ -147,7 +149,13 @@ def _end_task_peak(hp, direct: bool) -> int:
         ctx = Context((3, 8, 8), 10, 3, None, torch.device("meta"), torch.Generator().manual_seed(0),
                       [160] * 3, 0, ([0.5] * 3, [0.25] * 3), 0,
                       [list(range(s, s + n)) for s, n in zip(starts, OURS_SIZES)], lambda b: None)
-        method = METHODS["icarl_cil"](ctx, hp)
+        yield tracker, METHODS["icarl_cil"](ctx, hp)
+
+
+def _end_task_peak(hp, direct: bool) -> int:
+    """The pre-flight's end-of-task peak of a meta iCaRL w/ ours: extrapolated (as the
+    pre-flight does) or measured at the run's own K and class counts."""
+    with _meta_icarl_ours(hp) as (tracker, method):
         if direct:
             method.hp = {**hp, "mnemonics.outer_epochs": 1}
             return tracker.peak_during(lambda: method._preflight_end_work(2, True))
@@ -170,16 +178,7 @@ def _adjust_peak(hp, per_class: int) -> int:
     phase 2 (OURS_SIZES classes, every class holding per_class float exemplars)."""
     import torch
 
-    from clrepro.methods.base import Context
-    from clrepro.preflight import LiveBytes, _MetaReads
-
-    tracker = LiveBytes("meta")
-    starts = [0, 6, 8]
-    with tracker, _MetaReads(tracker):
-        ctx = Context((3, 8, 8), 10, 3, None, torch.device("meta"), torch.Generator().manual_seed(0),
-                      [160] * 3, 0, ([0.5] * 3, [0.25] * 3), 0,
-                      [list(range(s, s + n)) for s, n in zip(starts, OURS_SIZES)], lambda b: None)
-        method = METHODS["icarl_cil"](ctx, {**hp, "exemplars.per_class": per_class})
+    with _meta_icarl_ours({**hp, "exemplars.per_class": per_class}) as (tracker, method):
         method.grow_head(sum(OURS_SIZES[1:]))
         method.task = 2
         method.exemplars = {c: torch.zeros(per_class, 3, 8, 8, device="meta") for c in range(10)}
