@@ -31,7 +31,8 @@ import torch
 
 from clrepro import config as cfg
 from clrepro import plan as planning
-from clrepro.data.benchmarks import derive_seed, materialize
+from clrepro.data.benchmarks import materialize
+from clrepro.seeds import derive_seed
 from clrepro.data.definitions import BenchmarkDef
 from clrepro.data.transforms import as_float
 from clrepro.methods.ewc import EWC

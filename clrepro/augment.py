@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from clrepro.data.benchmarks import derive_seed
+from clrepro.seeds import derive_seed
 
 
 @dataclass(frozen=True)

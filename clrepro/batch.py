@@ -19,7 +19,7 @@ from clrepro.data import store
 from clrepro.data.definitions import BenchmarkDef, DataSettings
 from clrepro.job import run_job
 from clrepro.locks import RunLockedError, run_lock
-from clrepro.plan import protocol_hash
+from clrepro.spec import protocol_hash
 from clrepro.results import CorruptRecordError, load_record
 
 log = logging.getLogger("clrepro")

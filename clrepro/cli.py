@@ -152,7 +152,7 @@ def cmd_run(args) -> int:
 def _check_existing_record(out: Path, desc: dict[str, Any], force: bool) -> None:
     """`clrepro run` never replaces a record silently: without --force it refuses, saying
     whether the record there is of this run's protocol (then there is nothing to do)."""
-    from clrepro.plan import protocol_hash
+    from clrepro.spec import protocol_hash
     from clrepro.results import CorruptRecordError, load_record
 
     if not out.exists():

@@ -12,20 +12,18 @@ import torch
 
 from clrepro import metrics
 from clrepro.data import store
-from clrepro.data.benchmarks import materialize
 from clrepro.data.definitions import BenchmarkDef
 from clrepro.data.definitions import DataSettings
-from clrepro.data.imagefolder import materialize_folder
-from clrepro.data.tracks import materialize_track
+from clrepro.data.kinds import data_kind
 from clrepro.devices import choose_device
 from clrepro.fsutil import atomic_path, remove_stale_temporaries, stable_hash
 from clrepro.locks import run_lock
-from clrepro.plan import protocol_hash
 from clrepro.methods import get_method
 from clrepro.models.pretrained import weights_loader
+from clrepro.papers import strategies
 from clrepro.provenance import provenance
 from clrepro.results import RECORD_VERSION, write_record
-from clrepro.spec import RunSpec
+from clrepro.spec import RunSpec, protocol_hash
 from clrepro.phases import train_phases
 from clrepro.train import train_run
 from clrepro.tuning import resolve as resolve_tuned
@@ -132,30 +130,22 @@ def train_job(desc: dict[str, Any], out: str | Path, prepared: str | Path, devic
     log.info("hyperparameters: %s", hp)
     if tensors is None:
         tensors = store.load_or_rebuild(defn, settings, Path(prepared), rebuild=rebuild_data)
-    if defn.kind == "core50":
-        bench = materialize_track(tensors, defn, settings)
-        log.info("decoded %d training and %d evaluation images of %s", sum(
-            len(t.train_y) for t in bench.tasks), sum(len(y) for _, y in bench.eval_sets()),
-            defn.name)
-    elif defn.file_backed:
-        bench = materialize_folder(tensors, defn, settings)
-        log.info("%d training and %d test images of %s, decoded as they are used", sum(
-            len(t.train_y) for t in bench.tasks), sum(len(t.test_y) for t in bench.tasks), defn.name)
-    else:
-        bench = materialize(tensors, defn, spec.seed)
+    kind = data_kind(defn)
+    bench = kind.materialize(tensors, defn, settings, spec.seed)
     ckpt = checkpoint_path(out)
     weights_used: dict[str, dict[str, str]] = {}
     desc_ = f"{spec.label} {spec.benchmark} s{spec.seed}"
     if method.trainer == "phases":
         # a file-backed benchmark's images are decoded by one DataLoader worker per thread
-        workers = threads if defn.file_backed else 0
+        workers = threads if kind.file_backed else 0
         if used == "bf16":  # the phase trainer's autocast switch
             hp = {**hp, "precision": "bf16"}
         measured = train_phases(bench, method, hp, spec.seed, spec.epochs, dev, checkpoint=ckpt,
                                 desc=desc_, workers=workers)
     else:
         measured = train_run(bench, method, hp, spec.seed, spec.epochs, dev, checkpoint=ckpt,
-                             desc=desc_, weights=weights_loader(settings, weights_used))
+                             desc=desc_, weights=weights_loader(settings, weights_used),
+                             **strategies.for_run(hp))
     artifacts = measured.pop("artifacts")
     if artifacts_out is not None:
         with atomic_path(artifacts_out) as tmp:

@@ -32,12 +32,13 @@ from typing import Any
 
 import torch
 
-from clrepro.data.benchmarks import Benchmark, derive_seed
+from clrepro.data.benchmarks import Benchmark
+from clrepro.seeds import derive_seed
 from clrepro.data.images import ImageFiles
+from clrepro.loop import Checkpointer, Clock, Evaluator, builder, checkpoint_key, fresh_state, measured
 from clrepro.methods.base import FileStream, Method, TaskStream
 from clrepro.optim import build_schedule
 from clrepro.progress import Progress
-from clrepro.train import Evaluator, _save, _sync, checkpoint_key, make_context, resume
 
 log = logging.getLogger("clrepro")
 
@@ -111,73 +112,18 @@ def train_phases(bench: Benchmark, method_cls: type[Method], hp: dict[str, Any],
 
 def _train_phases(bench, method_cls, hp, seed, epochs, device, checkpoint, desc, workers,
                   where) -> dict[str, Any]:
-    if hp.get("precision", "fp32") not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {hp['precision']!r}")
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if hp.get("precision") == "bf16"
-                else contextlib.nullcontext())
-    if hp.get("phases.merge"):
-        bench = merge_tasks(bench, hp["phases.merge"])
-
-    def build() -> Method:
-        torch.manual_seed(derive_seed(seed, "init"))
-        ctx = make_context(bench, device, seed, epochs, bool(hp["model"].get("normalize")))
-        ctx.workers = workers
-        return method_cls(ctx, hp)
-
-    evaluate = Evaluator(bench, device, hp.get("eval_batch_size", 1000), False, workers=workers)
-    hp_hash = checkpoint_key(hp, bench, seed, epochs)
-    n_phases = bench.n_tasks
-    batch = hp["batch_size"]
-    state = {"phase": 0, "epoch": 0, "stage": "begin", "R": [], "train_s": 0.0, "eval_s": 0.0,
-             "status": "ok", "resumed": 0, "global": 0}
-    method, state = resume(checkpoint, hp_hash, build, state, restore=_restore_structure)
-    eval_before = state["eval_s"]
-
-    def save() -> None:
-        state["eval_s"] = eval_before + evaluate.seconds
-        if checkpoint is not None:
-            _save(checkpoint, hp_hash, method, state)
-
-    method.checkpoint = save
-    # an estimate for the progress display: exemplars add to every phase after the first
-    progress = Progress(sum(math.ceil(len(t.train_y) / batch) * epochs for t in bench.tasks), desc)
-    progress.update(state["global"])
+    run = _Phases(bench, method_cls, hp, seed, epochs, device, checkpoint, desc, workers)
+    method, state, clock = run.method, run.state, run.clock
     t_run = time.perf_counter()
-    while state["phase"] < n_phases and state["status"] == "ok":
+    while state["phase"] < run.bench.n_tasks and state["status"] == "ok":
         p = where["phase"] = state["phase"]
-        task = bench.tasks[p]
-        stream = task_stream(task, device, workers)
-        _sync(device)
-        tick = time.perf_counter()
+        stream = task_stream(run.bench.tasks[p], device, workers)
+        clock.start()
         if state["stage"] == "begin":
             method.begin_task(p, stream)
             state["stage"], state["epoch"] = "train", 0
         if state["stage"] == "train":
-            training = method.training_set(p, stream)
-            schedule = build_schedule(method.opt, hp.get("lr_schedule"))
-            for _ in range(state["epoch"]):  # a resumed phase: the schedule's epochs so far
-                schedule is not None and schedule.step()
-            while state["epoch"] < epochs:
-                e = state["epoch"]
-                gen = torch.Generator().manual_seed(derive_seed(seed, f"phase{p}:epoch{e}"))
-                order = torch.randperm(len(training), generator=gen).to(device)
-                epoch_seed = derive_seed(seed, f"phase{p}:epoch{e}:images")
-                for xb, yb in training.batches(order, batch, gen, hp, epoch_seed, workers):
-                    method.step = state["global"]
-                    with autocast:
-                        method.observe(xb, yb, torch.full_like(yb, p))
-                    state["global"] += 1
-                    progress.update()
-                if schedule is not None:
-                    schedule.step()
-                state["epoch"] = e + 1
-                if not method.parameters_finite():
-                    state["status"], state["why"] = "diverged", f"non-finite parameters in epoch {e + 1}"
-                    break
-                _sync(device)
-                state["train_s"] += time.perf_counter() - tick
-                save()
-                tick = time.perf_counter()
+            run.train_epochs(p, method.training_set(p, stream))
             if state["status"] != "ok":
                 break
             state["stage"] = "end"
@@ -185,42 +131,106 @@ def _train_phases(bench, method_cls, hp, seed, epochs, device, checkpoint, desc,
             try:
                 method.end_task(p, stream)
             except FloatingPointError as exc:  # e.g. a bilevel step gave non-finite exemplars
-                state["status"], state["why"] = "diverged", str(exc)
+                _diverged(state, False, str(exc))
                 break
-            if not method.parameters_finite():
-                state["status"], state["why"] = "diverged", "non-finite parameters after the phase's end work"
+            if _diverged(state, method.parameters_finite(),
+                         "non-finite parameters after the phase's end work"):
                 break
             state["stage"] = "eval"
-        _sync(device)
-        state["train_s"] += time.perf_counter() - tick
-        accs = evaluate(method, list(range(p + 1)))
-        if not all(math.isfinite(a) for a in accs[:p + 1]):
-            state["status"], state["why"] = "diverged", "non-finite accuracy"
+        clock.stop()
+        accs = run.evaluate(method, list(range(p + 1)))
+        if _diverged(state, all(math.isfinite(a) for a in accs[:p + 1]), "non-finite accuracy"):
             break
         state["R"].append(accs)
-        seen = [len(t.test_y) for t in bench.tasks[:p + 1]]
-        acc = sum(a * n for a, n in zip(accs, seen)) / sum(seen)
-        log.info("%s: phase %d/%d done, accuracy on the classes seen so far %.3f", desc, p + 1,
-                 n_phases, acc)
+        _log_phase(desc, run.bench, p, accs)
         state["phase"], state["epoch"], state["stage"] = p + 1, 0, "begin"
-        save()
-    progress.close()
-    state["eval_s"] = eval_before + evaluate.seconds
-    if state["status"] == "diverged":
-        log.warning("%s diverged in phase %d/%d: %s", desc, state["phase"] + 1, n_phases, state["why"])
-    return {
-        "status": state["status"], "R": state["R"], "b": [None] * n_phases,
-        "diverged": (f"phase {state['phase'] + 1}: {state['why']}"
-                     if state["status"] == "diverged" else None),
-        "curve": {"progress": [], "batch": [], "acc": []},
-        "test_sizes": [len(t.test_y) for t in bench.tasks],
-        "timings": {"train_s": state["train_s"], "eval_s": state["eval_s"],
-                    "wall_s": time.perf_counter() - t_run, "batches": state["global"],
-                    "resumed": state["resumed"]},
-        "counters": method.counter_values(), "memory_bytes": method.memory_bytes(),
-        "details": method.details(),
-        "artifacts": method.artifacts() if state["status"] == "ok" else {},
-    }
+        run.ckpt.save(method, state)
+    return run.record(t_run)
+
+
+class _Phases:
+    """_train_phases' moving parts: the run's method and loop state (resumed from its
+    checkpoint or fresh), a phase's epochs, and the record."""
+
+    def __init__(self, bench, method_cls, hp, seed, epochs, device, checkpoint, desc, workers):
+        if hp.get("precision", "fp32") not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {hp['precision']!r}")
+        self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16)
+                         if hp.get("precision") == "bf16" else contextlib.nullcontext())
+        if hp.get("phases.merge"):
+            bench = merge_tasks(bench, hp["phases.merge"])
+        self.bench, self.hp, self.seed, self.epochs, self.desc = bench, hp, seed, epochs, desc
+        self.device, self.workers = device, workers
+        self.evaluate = Evaluator(bench, device, hp.get("eval_batch_size", 1000), False,
+                                  workers=workers)
+        self.ckpt = Checkpointer(checkpoint, checkpoint_key(hp, bench, seed, epochs), self.evaluate)
+        build = builder(method_cls, hp, bench, device, seed, epochs, workers=workers)
+        self.method, self.state = self.ckpt.resume(
+            build, fresh_state(phase=0, epoch=0, stage="begin"), restore=_restore_structure)
+        self.method.checkpoint = lambda: self.ckpt.save(self.method, self.state)
+        self.clock = Clock(device, self.state)
+        # an estimate for the progress display: exemplars add to every phase after the first
+        batch = hp["batch_size"]
+        self.progress = Progress(sum(math.ceil(len(t.train_y) / batch) * epochs
+                                     for t in bench.tasks), desc)
+        self.progress.update(self.state["global"])
+
+    def train_epochs(self, p: int, training) -> None:
+        """Phase p's remaining epochs over `training` (D_p and the exemplars): reshuffled and
+        augmented per epoch from the run seed, a checkpoint after each; the lr schedule steps
+        once per epoch."""
+        method, state, hp = self.method, self.state, self.hp
+        schedule = build_schedule(method.opt, hp.get("lr_schedule"))
+        for _ in range(state["epoch"]):  # a resumed phase: the schedule's epochs so far
+            schedule is not None and schedule.step()
+        while state["epoch"] < self.epochs and state["status"] == "ok":
+            e = state["epoch"]
+            gen = torch.Generator().manual_seed(derive_seed(self.seed, f"phase{p}:epoch{e}"))
+            order = torch.randperm(len(training), generator=gen).to(self.device)
+            epoch_seed = derive_seed(self.seed, f"phase{p}:epoch{e}:images")
+            for xb, yb in training.batches(order, hp["batch_size"], gen, hp, epoch_seed,
+                                           self.workers):
+                method.step = state["global"]
+                with self.autocast:
+                    method.observe(xb, yb, torch.full_like(yb, p))
+                state["global"] += 1
+                self.progress.update()
+            if schedule is not None:
+                schedule.step()
+            state["epoch"] = e + 1
+            if _diverged(state, method.parameters_finite(), f"non-finite parameters in epoch {e + 1}"):
+                return
+            with self.clock.paused():
+                self.ckpt.save(method, state)
+
+    def record(self, t_run: float) -> dict[str, Any]:
+        state, method, bench = self.state, self.method, self.bench
+        self.progress.close()
+        self.ckpt.close(state)
+        diverged = None
+        if state["status"] == "diverged":
+            diverged = f"phase {state['phase'] + 1}: {state['why']}"
+            log.warning("%s diverged in phase %d/%d: %s", self.desc, state["phase"] + 1,
+                        bench.n_tasks, state["why"])
+        return {**measured(state, method, [len(t.test_y) for t in bench.tasks], t_run,
+                           b=[None] * bench.n_tasks, diverged=diverged,
+                           curve={"progress": [], "batch": [], "acc": []}),
+                "details": method.details(),
+                "artifacts": method.artifacts() if state["status"] == "ok" else {}}
+
+
+def _diverged(state: dict, finite: bool, why: str) -> bool:
+    """Mark the run diverged (with the reason) unless `finite`; True if it diverged."""
+    if not finite:
+        state["status"], state["why"] = "diverged", why
+    return not finite
+
+
+def _log_phase(desc: str, bench: Benchmark, p: int, accs: list[float]) -> None:
+    seen = [len(t.test_y) for t in bench.tasks[:p + 1]]
+    acc = sum(a * n for a, n in zip(accs, seen)) / sum(seen)
+    log.info("%s: phase %d/%d done, accuracy on the classes seen so far %.3f", desc, p + 1,
+             bench.n_tasks, acc)
 
 
 def _restore_structure(method: Method, state: dict) -> None:

@@ -16,18 +16,14 @@ from clrepro import config as cfg
 from clrepro import yours
 from clrepro.data.definitions import BenchmarkDef
 from clrepro.data.definitions import DataSettings
-from clrepro.fsutil import stable_hash
 from clrepro.methods import catalog
 from clrepro.papers import get_paper
 from clrepro.papers.base import Artifact, Paper
-from clrepro.spec import RunSpec
+from clrepro.papers.strategies import saves_artifacts
+from clrepro.spec import RunSpec, protocol_hash
 from clrepro.tuning import needed_runs
 
 TABLE_SUFFIXES = (".csv", ".md", ".tex")
-
-
-def protocol_hash(hp: dict[str, Any], benchmark: dict[str, Any]) -> str:
-    return stable_hash({"hp": hp, "benchmark": benchmark})
 FIGURE_SUFFIXES = (".pdf", ".png", ".csv")
 
 
@@ -181,10 +177,9 @@ class Plan:
         raise KeyError(f"{path} is not a run of this configuration (scale {self.scale}); {hint}")
 
     def logs_artifacts(self, job: RunJob) -> bool:
-        """Runs that save tensors beside their record (GMED's edited memory, Mnemonics'
-        exemplar features, DRL's pair similarities)."""
-        return bool(job.hp.get("gmed.log_edits") or job.hp.get("log.artifacts")
-                    or job.hp.get("similarity"))
+        """Runs that save tensors beside their record (what their paper asks to keep for
+        its figures, clrepro.papers.strategies)."""
+        return saves_artifacts(job.hp)
 
     @property
     def logged(self) -> tuple[set[str], set[str]]:

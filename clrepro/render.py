@@ -15,7 +15,7 @@ from clrepro.analysis.yours import display as compare_display
 from clrepro.analysis.tables import to_markdown, write_table
 from clrepro.fsutil import write_json, write_text
 from clrepro.papers import get_paper
-from clrepro.papers.base import Context
+from clrepro.papers.base import ArtifactContext
 from clrepro.plan import Plan
 
 log = logging.getLogger("clrepro")
@@ -97,20 +97,20 @@ def render_artifact(plan: Plan, artifact_id: str) -> dict[str, Any]:
     return summary
 
 
-def contexts(plan: Plan, job) -> tuple[Context, Context]:
+def contexts(plan: Plan, job) -> tuple[ArtifactContext, ArtifactContext]:
     """(what the claims judge, what the tables and figures draw): the paper's runs only, and
-    those plus the runs of the user's methods of this artifact (Context.yours names them), so
+    those plus the runs of the user's methods of this artifact (`yours` names them), so
     her method is one more row, column or line beside the baselines while the verdicts are
     decided on the paper's methods alone."""
     paper = get_paper(job.paper)
     options = plan.options[job.paper]
-    norm = options.get("metrics.transfer_norm", "paper")
-    judged = Context(plan.scale, RunSet(job.paper_runs, plan.root, paper.protocol_version, norm),
-                     options, paper)
+    norm = paper.transfer_norm(options)
+    judged = ArtifactContext(plan.scale, RunSet(job.paper_runs, plan.root, paper.protocol_version,
+                                                norm), options, paper)
     if not job.yours:
         return judged, judged
-    drawn = Context(plan.scale, RunSet(job.runs, plan.root, paper.protocol_version, norm),
-                    options, paper, tuple(job.yours))
+    drawn = ArtifactContext(plan.scale, RunSet(job.runs, plan.root, paper.protocol_version, norm),
+                            options, paper, tuple(job.yours))
     return judged, drawn
 
 

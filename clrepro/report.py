@@ -20,7 +20,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from clrepro.analysis.yours import display, tally  # noqa: E402
 from clrepro.fsutil import atomic_path  # noqa: E402
 from clrepro.layout import FAMILY, column_widths, wrap  # noqa: E402
-from clrepro.papers.base import FAILS, HOLDS, INCONCLUSIVE, NOT_CHECKABLE  # noqa: E402
+from clrepro.analysis.status import FAILS, HOLDS, INCONCLUSIVE, NOT_CHECKABLE  # noqa: E402
 from clrepro.provenance import code_state, versions  # noqa: E402
 
 PAGE = (11.69, 8.27)  # A4 landscape, inches

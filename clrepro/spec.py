@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clrepro.fsutil import stable_hash
+
 _SETTING = re.compile(r"^m(?P<memory>\d+)-e(?P<epochs>\d+)(?P<rest>(\+[A-Za-z0-9_.]+=[^+/]+)*)$")
 _KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
 
@@ -97,3 +99,9 @@ class RunSpec:
         if len(parts) < 5 or parts[-5] != "runs" or not parts[-1].endswith(".json"):
             raise ValueError(f"{path} is not a run path (…/runs/<benchmark>/<method>/<setting>/s<seed>.json)")
         return cls.from_parts(parts[-4], parts[-3], parts[-2], parts[-1][:-len(".json")])
+
+
+def protocol_hash(hp: dict[str, Any], benchmark: dict[str, Any]) -> str:
+    """What a run's result depends on, hashed: its hyperparameters and benchmark definition
+    (the record stores it; a record under another protocol hash is rerun)."""
+    return stable_hash({"hp": hp, "benchmark": benchmark})

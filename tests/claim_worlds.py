@@ -18,7 +18,7 @@ import torch
 from clrepro import plan as planning
 from clrepro.analysis.collect import RunSet
 from clrepro.papers import get_paper
-from clrepro.papers.base import Context
+from clrepro.papers.base import ArtifactContext
 from clrepro.results import RECORD_VERSION
 from clrepro.spec import RunSpec
 
@@ -58,7 +58,7 @@ def record(spec: RunSpec, paper: str, version: int, m: dict[str, Any]) -> dict[s
 
 
 def context(tmp: Path, paper_key: str, artifact_id: str, world: Callable[[RunSpec], dict | None],
-            scale: str = "quick", seeds: list[int] | None = None) -> Context:
+            scale: str = "quick", seeds: list[int] | None = None) -> ArtifactContext:
     """Write the artifact's runs as the world says and return the claim functions' context."""
     p = planning.build({"scale": scale, "papers": [paper_key], "results": str(tmp),
                         "seeds": {paper_key: seeds or [0, 1, 2, 3, 4]}})
@@ -74,7 +74,7 @@ def context(tmp: Path, paper_key: str, artifact_id: str, world: Callable[[RunSpe
         if "artifacts" in metrics:  # tensors a logging run saves beside its record
             torch.save(metrics["artifacts"], path.with_suffix(".artifacts.pt"))
     runs = RunSet(specs, tmp, paper.protocol_version)
-    return Context(scale, runs, p.options[paper_key], paper)
+    return ArtifactContext(scale, runs, p.options[paper_key], paper)
 
 
 def check(tmp: Path, paper_key: str, claim_id: str, world, **kw):

@@ -10,8 +10,9 @@ from clrepro import plan
 from clrepro.methods import METHODS, catalog
 from clrepro.papers import get_paper
 from clrepro import phases, train
+from clrepro.papers import strategies
 
-TRAINERS = {"online": train, "phases": phases}
+TRAINERS = {"online": (train, strategies), "phases": (phases,)}
 
 
 def _meaning(value):
@@ -30,9 +31,11 @@ def declared_at_runtime(cls):
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_the_source_reading_agrees_with_the_classes(name):
     required, optional = declared_at_runtime(METHODS[name])
-    trainer = TRAINERS[METHODS[name].trainer]
-    required = {**trainer.TRAINER_KEYS, **required}
-    optional = {k: v for k, v in {**trainer.TRAINER_OPTIONAL, **optional}.items() if k not in required}
+    modules = TRAINERS[METHODS[name].trainer]
+    trainer_keys = {k: v for m in modules for k, v in getattr(m, "TRAINER_KEYS", {}).items()}
+    trainer_optional = {k: v for m in modules for k, v in m.TRAINER_OPTIONAL.items()}
+    required = {**trainer_keys, **required}
+    optional = {k: v for k, v in {**trainer_optional, **optional}.items() if k not in required}
     assert catalog.method_keys(name) == (required, optional)
 
 

@@ -21,7 +21,6 @@ from core50_tree import (
 from clrepro.data import core50
 from clrepro.data.core50 import (
     ARCHIVES,
-    FileImages,
     decode_images,
     load_core50,
     load_track,
@@ -240,17 +239,10 @@ def test_archives_placed_by_hand_are_unpacked_offline(tmp_path, monkeypatch, fre
     assert len(track.batches) == len(TRAIN_SESSIONS) * N_OBJECTS
 
 
-def test_decode_images_and_dataset(tree):
+def test_decode_images(tree):
     root, expected = tree
     (p0, y0), (p1, _) = expected["ni"]["batches"][0][:2]
     x = decode_images([p0, p1], root)
     assert x.shape == (2, 3, 8, 8) and x.dtype == torch.uint8
     assert torch.equal(x[0], torch.from_numpy(pixels(1, 1, 0)).permute(2, 0, 1))
-    track = load_track(root, "ni", check_counts=False)
-    ds = track.batch_dataset(0)
-    assert isinstance(ds, FileImages) and len(ds) == N_OBJECTS * FRAMES
-    img, label = ds[0]
-    assert torch.equal(img, x[0]) and label == y0
-    xb, yb = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
-    assert xb.shape == (4, 3, 8, 8) and yb.tolist() == list(track.batches[0].labels[:4])
     assert decode_images([]).shape == (0, 3, 128, 128)

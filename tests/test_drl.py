@@ -23,6 +23,7 @@ from clrepro.models import build_model
 from clrepro.models.pretrained import PretrainedBackbone, weights_loader
 from clrepro.papers.drl2020 import protocol
 from clrepro.spec import RunSpec
+from clrepro.papers import strategies
 from clrepro.train import train_run
 
 CPU = torch.device("cpu")
@@ -281,7 +282,8 @@ def test_a_pretrained_run_on_the_synthetic_track_uses_the_configured_weights(cor
                                          spec.overrides), {**protocol.OPTION_DEFAULTS, "drl.lambda": 1e-3}),
           "replay.per_class": 2}
     used = {}
-    out = train_run(bench, METHODS["replay_drl"], hp, 0, 1, CPU, weights=weights_loader(settings, used))
+    out = train_run(bench, METHODS["replay_drl"], hp, 0, 1, CPU, weights=weights_loader(settings, used),
+                    **strategies.for_run(hp))
     assert out["status"] == "ok" and used["resnet50"]["sha256"] == digest
     wrong = DataSettings.from_config({"dir": str(core50), "weights": {
         "resnet50": {"path": str(weights), "sha256": "0" * 64}}})

@@ -6,6 +6,7 @@ import torch
 
 from clrepro import metrics
 from clrepro.methods import METHODS
+from clrepro.papers import strategies
 from clrepro.train import build_phases, train_run
 
 from conftest import tiny_benchmark
@@ -18,7 +19,9 @@ CPU = torch.device("cpu")
 
 def run(method="gem", seed=0, epochs=1, hp=None, checkpoint=None, bench=None):
     bench = bench or tiny_benchmark(n_tasks=3, seed=seed)
-    return train_run(bench, METHODS[method], {**HP, **(hp or {})}, seed, epochs, CPU, checkpoint)
+    hp = {**HP, **(hp or {})}
+    return train_run(bench, METHODS[method], hp, seed, epochs, CPU, checkpoint,
+                     **strategies.for_run(hp))
 
 
 def test_same_run_twice_gives_identical_results():

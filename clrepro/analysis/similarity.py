@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from clrepro.data.benchmarks import derive_seed
+from clrepro.seeds import derive_seed
 from clrepro.data.transforms import as_float
 
 

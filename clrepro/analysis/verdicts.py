@@ -52,7 +52,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 from scipy import stats
 
-from clrepro.papers.base import FAILS, HOLDS, INCONCLUSIVE, NOT_CHECKABLE, Verdict
+from clrepro.analysis.status import FAILS, HOLDS, INCONCLUSIVE, NOT_CHECKABLE, Verdict
 
 ALPHA = 0.05
 # stability below this: at least a one-in-four chance a rerun changes the status. Not 0.8: with

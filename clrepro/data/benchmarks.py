@@ -21,6 +21,7 @@ import torch
 from clrepro.data.definitions import BenchmarkDef
 from clrepro.data.raw import RawData
 from clrepro.data.transforms import ROTATIONS, permute_pixels, reshape_images
+from clrepro.seeds import derive_seed
 
 @dataclass
 class TaskData:
@@ -102,14 +103,6 @@ class Benchmark:
             "tasks": [{"n_train": len(t.train_y), "n_val": len(t.val_y), "n_test": len(t.test_y),
                        "classes": t.classes.tolist(), **t.info} for t in self.tasks],
         }
-
-
-# ----------------------------------------------------------------------------- seeds
-
-def derive_seed(seed: int, purpose: str) -> int:
-    """Independent, reproducible seeds for the separate random streams of one run."""
-    digest = hashlib.sha256(f"{seed}:{purpose}".encode()).digest()
-    return int.from_bytes(digest[:7], "big")
 
 
 def _draw(n_pool: int, n: int | None, gen: torch.Generator) -> torch.Tensor:

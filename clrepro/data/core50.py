@@ -27,14 +27,13 @@ import shutil
 import tempfile
 import urllib.request
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from clrepro.data.definitions import DataSettings
 from clrepro.data.sources import ChecksumError, MissingDataError
@@ -151,13 +150,6 @@ class Track:
     def n_train(self) -> int:
         return sum(len(b) for b in self.batches)
 
-    def batch_dataset(self, i: int, transform: Callable | None = None) -> FileImages:
-        b = self.batches[i]
-        return FileImages(self.root, b.paths, b.labels, transform)
-
-    def eval_dataset(self, transform: Callable | None = None) -> FileImages:
-        return FileImages(self.root, self.eval.paths, self.eval.labels, transform)
-
     def manifest(self) -> dict[str, Any]:
         """JSON-able summary a later job compares with what it reads (see verify_manifest)."""
         return {
@@ -178,10 +170,6 @@ class Track:
                              if self.task_classes is not None else None),
             "n_train": self.n_train,
         }
-
-
-def track_manifest(track: Track) -> dict[str, Any]:
-    return track.manifest()
 
 
 def verify_manifest(root: str | os.PathLike, manifest: dict[str, Any]) -> None:
@@ -483,23 +471,3 @@ def decode_images(paths: Sequence[str | os.PathLike],
     if not arrays:
         return torch.empty((0, 3, IMAGE_SIDE, IMAGE_SIDE), dtype=torch.uint8)
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-
-
-class FileImages(Dataset):
-    """(uint8 image [3, H, W], label) per item, decoded from disk on access."""
-
-    def __init__(self, root: str | os.PathLike, paths: Sequence[str], labels: Sequence[int],
-                 transform: Callable[[torch.Tensor], Any] | None = None):
-        if len(paths) != len(labels):
-            raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
-        self.root = Path(root)
-        self.paths = list(paths)
-        self.labels = [int(y) for y in labels]
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> tuple[Any, int]:
-        x = torch.from_numpy(_read_rgb(self.root / self.paths[i])).permute(2, 0, 1).contiguous()
-        return (self.transform(x) if self.transform else x), self.labels[i]

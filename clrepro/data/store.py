@@ -15,12 +15,9 @@ from typing import Any
 
 import torch
 
-from clrepro.data.benchmarks import prepare
-from clrepro.data.imagefolder import prepare_folder
-from clrepro.data.tracks import describe, prepare_track
 from clrepro.data.definitions import BenchmarkDef
 from clrepro.data.definitions import FORMAT_VERSION, DataSettings
-from clrepro.data.sources import load_source
+from clrepro.data.kinds import data_kind
 from clrepro.fsutil import atomic_path, sha256_file, stable_hash, write_json
 
 log = logging.getLogger(__name__)
@@ -41,17 +38,7 @@ def definition_hash(defn: BenchmarkDef) -> str:
 
 def build(defn: BenchmarkDef, settings: DataSettings, tensor_path: Path) -> dict[str, Any]:
     """Prepare `defn` from its raw source and write tensors + manifest atomically."""
-    if defn.kind == "core50":
-        tensors, track = prepare_track(defn, settings)
-        source = describe(track)
-    elif defn.file_backed:
-        tensors, source = prepare_folder(defn, settings)
-    else:
-        raw = load_source(defn.source, settings)
-        tensors = prepare(defn, raw)
-        source = {"name": raw.name, "origin": raw.origin, "files_md5": raw.files,
-                  "train": len(raw.train_y), "test": len(raw.test_y),
-                  "image_shape": list(raw.image_shape), "n_classes": raw.n_classes}
+    tensors, source = data_kind(defn).prepare(defn, settings)
     tensor_path = Path(tensor_path)
     buffer = io.BytesIO()  # saving to a buffer keeps the archive's inner name (and bytes) stable
     torch.save(tensors, buffer)
@@ -101,15 +88,11 @@ def damaged_images(defn: BenchmarkDef, settings: DataSettings, tensors: dict[str
     """(images checked, (path, why) of the damaged ones) of a file-backed benchmark;
     `decode`: decode every image, not only its header (and a PNG's CRCs)."""
     from clrepro.data.imagecheck import find_bad
-    from clrepro.data.imagefolder import folder_images, resolve_root
-    from clrepro.data.tracks import track_images
 
-    if defn.kind == "core50":
-        root, paths = track_images(defn, settings)
-    elif defn.file_backed:
-        root, paths = resolve_root(defn.source, settings), folder_images(tensors)
-    else:
+    kind = data_kind(defn)
+    if not kind.file_backed:
         return 0, []
+    root, paths = kind.images(defn, settings, tensors)
     paths = list(dict.fromkeys(paths))
     return len(paths), find_bad(root, paths, decode)
 

@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 PACKAGE = Path(__file__).resolve().parent
-TRAINER_MODULES = {"online": PACKAGE.parent / "train.py", "phases": PACKAGE.parent / "phases.py"}
+# the online trainer's optional keys include those of the strategies papers ask it to use
+TRAINER_MODULES = {"online": (PACKAGE.parent / "train.py", PACKAGE.parent / "papers" / "strategies.py"),
+                   "phases": (PACKAGE.parent / "phases.py",)}
 # what a paper module adds to every run: who made it, and the run spec's memory size
 BOOKKEEPING = {"paper", "protocol_version", "method", "memory", "entry"}  # entry: a user method's class
 # the settings an artifact can be (DESIGN: task-aware, class-incremental, task-free)
@@ -190,16 +192,16 @@ def _lineage(cls: str | Declared) -> list[Declared]:
 
 @functools.cache
 def trainer_keys(trainer: str) -> tuple[dict[str, str], dict[str, str]]:
-    """(required, optional) keys of a trainer module: its TRAINER_KEYS / TRAINER_OPTIONAL."""
+    """(required, optional) keys of a trainer's modules: their TRAINER_KEYS / TRAINER_OPTIONAL."""
     required, optional = {}, {}
-    tree = ast.parse(TRAINER_MODULES[trainer].read_text())
-    for node in tree.body:
-        if isinstance(node, (ast.Assign, ast.AnnAssign)):
-            target = node.targets[0] if isinstance(node, ast.Assign) else node.target
-            if getattr(target, "id", None) == "TRAINER_KEYS":
-                required = dict(_literal(node.value))
-            elif getattr(target, "id", None) == "TRAINER_OPTIONAL":
-                optional = dict(_literal(node.value))
+    for module in TRAINER_MODULES[trainer]:
+        for node in ast.parse(module.read_text()).body:
+            if isinstance(node, (ast.Assign, ast.AnnAssign)):
+                target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+                if getattr(target, "id", None) == "TRAINER_KEYS":
+                    required.update(_literal(node.value))
+                elif getattr(target, "id", None) == "TRAINER_OPTIONAL":
+                    optional.update(_literal(node.value))
     return required, optional
 
 

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 
+from clrepro.analysis.status import (FAILS, HOLDS, INCONCLUSIVE, NOT_CHECKABLE,  # noqa: F401
+                                     VERDICTS, Verdict)
 from clrepro.data.definitions import BenchmarkDef
 from clrepro.spec import RunSpec
 
@@ -20,8 +22,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SCALES = ("smoke", "quick", "full")
-HOLDS, FAILS, NOT_CHECKABLE, INCONCLUSIVE = "holds", "does not hold", "not checkable", "inconclusive"
-VERDICTS = (HOLDS, FAILS, NOT_CHECKABLE, INCONCLUSIVE)
 
 
 def lazy(ref: str) -> Callable:
@@ -48,33 +48,16 @@ def render_in(package: str, name: str) -> Callable:
 
 
 @dataclass
-class Verdict:
-    """A claim's outcome. `evidence` and `preconditions` hold the per-comparison statistics
-    (n, effect, interval, p, rule) that clrepro.analysis.verdicts computed."""
-
-    status: str
-    detail: str
-    evidence: list[dict[str, Any]] = field(default_factory=list)
-    preconditions: list[dict[str, Any]] = field(default_factory=list)
-    rule: str = ""
-    fragile: bool = False  # a rerun on another machine may change the status (verdicts.FRAGILE)
-
-    def __post_init__(self) -> None:
-        if self.status not in VERDICTS:
-            raise ValueError(f"verdict status must be one of {VERDICTS}")
-
-
-@dataclass
 class Claim:
     """A checkable statement from the spec; `check` computes its verdict from run records."""
 
     id: str
     text: str
-    check: Callable[["Context"], Verdict]
+    check: Callable[["ArtifactContext"], Verdict]
 
 
 @dataclass
-class Context:
+class ArtifactContext:
     """What render and claim functions receive."""
 
     scale: str
@@ -98,7 +81,8 @@ class UserSlot:
     the runs of `reference` (same benchmarks, seeds, memory size, epochs; a method that keeps
     no memory gets none), with the reference's values for the keys it reads, compared with
     every baseline of the artifact on `metric` (clrepro.analysis.yours). The artifact's render
-    draws her runs too (Context.yours), so its render must place a method it does not list."""
+    draws her runs too (ArtifactContext.yours), so its render must place a method it does not
+    list."""
 
     reference: str  # the baseline whose runs hers mirror
     setting: str | Callable[[str], str]  # catalog.SETTINGS, or benchmark -> setting
@@ -122,10 +106,11 @@ class Artifact:
     kind: str  # "table" | "figure"
     caption: str
     runs: Callable[..., list[RunSpec]]  # (scale, config seeds, options) -> the runs it reads
-    render: Callable[[Context], "Rendered"]
+    render: Callable[[ArtifactContext], "Rendered"]
     claims: list[Claim] = field(default_factory=list)
     # a user's method: where it runs (UserSlot), or why this artifact has no place for one
     user: UserSlot | str = "declares no place for another method"
+    tuning: bool = False  # a table of hyperparameter selection (built by `snakemake tune`)
 
     def __post_init__(self) -> None:
         if self.kind not in ("table", "figure"):
@@ -157,6 +142,9 @@ class Paper:
     variant_keys: tuple[str, ...] = ()  # run-level overrides besides options (e.g. a grid cell)
     config_keys: tuple[str, ...] = ()  # top-level config keys its hyperparameters read (options)
     options_file: Path | None = None  # the schema of its options (config key options.<key>)
+    # how its BWT/FWT are normalised, given its options (clrepro.metrics.summary): the papers'
+    # own (T-1) unless a paper's protocol says otherwise
+    transfer_norm: Callable[[dict[str, Any]], str] = lambda options: "paper"
 
     def options_schema(self) -> dict[str, Any]:
         """{option: JSON schema} of this paper's options, read from its package."""
@@ -166,12 +154,14 @@ class Paper:
     def from_protocol(cls, key: str, title: str, citation: str, protocol: Any,
                       artifacts: list[Artifact]) -> "Paper":
         """A paper whose protocol module defines PROTOCOL_VERSION, OPTION_DEFAULTS,
-        benchmarks(), hyperparams(), resources() and optionally VARIANT_KEYS and CONFIG_KEYS;
+        benchmarks(), hyperparams(), resources() and optionally VARIANT_KEYS, CONFIG_KEYS and
+        transfer_norm();
         the schema of its options lies beside it in options.schema.yaml."""
         return cls(key, title, citation, protocol.PROTOCOL_VERSION, protocol.benchmarks,
                    protocol.hyperparams, protocol.resources, artifacts, protocol.OPTION_DEFAULTS,
                    getattr(protocol, "VARIANT_KEYS", ()), getattr(protocol, "CONFIG_KEYS", ()),
-                   Path(protocol.__file__).with_name("options.schema.yaml"))
+                   Path(protocol.__file__).with_name("options.schema.yaml"),
+                   getattr(protocol, "transfer_norm", cls.transfer_norm))
 
     def artifact(self, artifact_id: str) -> Artifact:
         for a in self.artifacts:

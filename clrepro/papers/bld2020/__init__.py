@@ -51,7 +51,7 @@ ARTIFACTS = [
              "on validation data", "table", "The grids on a validation split of the training "
              "data (never the test set): L2's mu per dataset and task count (spec §4.5) and, "
              "for the quick stand-ins, the raised SGD learning rate.", runs.tuning,
-             _render("render_tuning"), []),
+             _render("render_tuning"), [], tuning=True),
 ]
 
 # Where a method from outside clrepro (config `methods:`) runs: beside BLD, task-aware heads,

@@ -9,7 +9,7 @@ import pandas as pd
 from clrepro.analysis.collect import mean_sd
 from clrepro.analysis.tables import fmt_mean_sd
 from clrepro.models import build_model, n_parameters
-from clrepro.papers.base import Context, Rendered
+from clrepro.papers.base import ArtifactContext, Rendered
 from clrepro.papers.bld2020 import numbers as N
 from clrepro.papers.bld2020 import protocol as P
 from clrepro.papers.bld2020 import runs as R
@@ -20,7 +20,7 @@ ROWS = ("mc_finetune", "batch_l2", "bld", "lwf_single", "lwf_offline")
 ABLATION_ROWS = ("mc_finetune", "batch_l2", "bld_alternated", "bld_no_balancing", "bld")
 
 
-def frame(ctx: Context) -> pd.DataFrame:
+def frame(ctx: ArtifactContext) -> pd.DataFrame:
     """One row per run: dataset (the one the benchmark stands for), tasks, table row, seed,
     status, final per-task accuracies t0.. and their mean avg (%), measured memory bytes."""
     rows = []
@@ -90,7 +90,7 @@ def _mu_label(df: pd.DataFrame, row: str, settings) -> str:
     return f" (μ = {', '.join(parts)})" if parts else ""
 
 
-def _accuracy_table(ctx: Context, settings: list[tuple[str, int]], rows, with_groups=True):
+def _accuracy_table(ctx: ArtifactContext, settings: list[tuple[str, int]], rows, with_groups=True):
     df = frame(ctx)
     present = [(d, t) for d, t in settings if len(df) and ((df["dataset"] == d) & (df["tasks"] == t)).any()]
     display, records, paper = [], [], []
@@ -142,7 +142,7 @@ def analytic_memory(row: str, dataset: str, tasks: int) -> tuple[float, float, f
     return 0, 0, 0
 
 
-def memory_table(ctx: Context, dataset: str, tasks: int, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def memory_table(ctx: ArtifactContext, dataset: str, tasks: int, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     records, display = [], []
     for row in [*ROWS, *ctx.yours]:
         part = df[(df["row"] == row) & (df["dataset"] == dataset) & (df["tasks"] == tasks)
@@ -170,7 +170,7 @@ NOTES = ["Final test accuracy (%) of each task's head on its own test images aft
          "views for every method but offline LwF (batches of 500, several epochs)."]
 
 
-def _quick_note(ctx: Context) -> list[str]:
+def _quick_note(ctx: ArtifactContext) -> list[str]:
     if not ctx.quick:
         return []
     optimizer = ctx.options.get("bld.optimizer", "sgd")
@@ -193,7 +193,7 @@ def _quick_note(ctx: Context) -> list[str]:
 NEAR_FINETUNE = 1.0  # points of Avg.: an L2 closer to Finetune than this is not a distinct baseline
 
 
-def _l2_note(ctx: Context, df: pd.DataFrame | None = None, settings=()) -> list[str]:
+def _l2_note(ctx: ArtifactContext, df: pd.DataFrame | None = None, settings=()) -> list[str]:
     """How L2's mu was chosen, and per setting the selected mu and how far L2's Avg. lies from
     Finetune's (mean over the seeds both have): a selected mu that barely regularises makes
     L2 Finetune, whatever the grid could do (the comparisons with L2 then test Finetune)."""
@@ -219,14 +219,14 @@ def _l2_note(ctx: Context, df: pd.DataFrame | None = None, settings=()) -> list[
     return notes
 
 
-def render_table1(ctx: Context) -> Rendered:
+def render_table1(ctx: ArtifactContext) -> Rendered:
     settings = [(d, 2) for d in ("mnist", "cifar10", "svhn")]
     df, records, display, paper, present = _accuracy_table(ctx, settings, [*ROWS, *ctx.yours])
     return Rendered(records, display=display, paper_table=paper,
                     notes=NOTES + _quick_note(ctx) + _l2_note(ctx, df, present))
 
 
-def _five_task(ctx: Context, dataset: str) -> Rendered:
+def _five_task(ctx: ArtifactContext, dataset: str) -> Rendered:
     df, records, display, paper, present = _accuracy_table(ctx, [(dataset, 5)], [*ROWS, *ctx.yours])
     mem_records, mem_display = memory_table(ctx, dataset, 5, df)
     display = pd.concat([display, mem_display.drop(columns="method")], axis=1)  # same row order
@@ -248,19 +248,19 @@ def _five_task(ctx: Context, dataset: str) -> Rendered:
                     paper_table=paper, notes=notes)
 
 
-def render_table2(ctx: Context) -> Rendered:
+def render_table2(ctx: ArtifactContext) -> Rendered:
     return _five_task(ctx, "mnist")
 
 
-def render_table3(ctx: Context) -> Rendered:
+def render_table3(ctx: ArtifactContext) -> Rendered:
     return _five_task(ctx, "cifar10")
 
 
-def render_table4(ctx: Context) -> Rendered:
+def render_table4(ctx: ArtifactContext) -> Rendered:
     return _five_task(ctx, "svhn")
 
 
-def render_table5(ctx: Context) -> Rendered:
+def render_table5(ctx: ArtifactContext) -> Rendered:
     parts = []
     for tasks in (2, 5):
         _, records, display, paper, _ = _accuracy_table(ctx, [("cifar10", tasks)], ABLATION_ROWS,
@@ -280,7 +280,7 @@ def render_table5(ctx: Context) -> Rendered:
                         "ratio (Algorithm 2)."])
 
 
-def tuning_frame(ctx: Context) -> pd.DataFrame:
+def tuning_frame(ctx: ArtifactContext) -> pd.DataFrame:
     """One row per tuning run: grid (lr | mu), dataset, tasks, value, validation accuracy (%)."""
     rows = []
     for spec in ctx.runs.records:
@@ -298,7 +298,7 @@ def tuning_frame(ctx: Context) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["grid", "dataset", "tasks", "value", "val_acc", "status"])
 
 
-def render_tuning(ctx: Context) -> Rendered:
+def render_tuning(ctx: ArtifactContext) -> Rendered:
     grid = tuning_frame(ctx)
     display, records = [], []
     names = {"lr": "stand-in SGD lr α_j (first task)", "mu": "L2 μ (whole stream)"}

@@ -9,7 +9,7 @@ just finished is well above chance) -- and is not checkable where that fails.
 from __future__ import annotations
 
 from clrepro.analysis import verdicts as V
-from clrepro.papers.base import FAILS, HOLDS, Context, Verdict
+from clrepro.papers.base import FAILS, HOLDS, ArtifactContext, Verdict
 from clrepro.papers.bld2020 import numbers as N
 from clrepro.papers.bld2020 import runs as R
 from clrepro.papers.bld2020.artifacts import analytic_memory, frame, largest_batch, values
@@ -17,7 +17,7 @@ from clrepro.papers.bld2020.artifacts import analytic_memory, frame, largest_bat
 FITS_MARGIN = 20.0  # points above chance that Finetune must reach on its last task
 
 
-def _parts(ctx: Context, datasets, tasks: int):
+def _parts(ctx: ArtifactContext, datasets, tasks: int):
     """(datasets this scale runs, not-checkable parts for the others)."""
     df = frame(ctx)
     have = {d for d in datasets if len(df) and ((df["dataset"] == d) & (df["tasks"] == tasks)).any()}
@@ -49,7 +49,7 @@ def upper_bound(df, settings) -> V.Precondition:
                           "one online pass)", parts)
 
 
-def c1(ctx: Context) -> Verdict:
+def c1(ctx: ArtifactContext) -> Verdict:
     df, present, parts = _parts(ctx, ("mnist", "cifar10"), 2)
     for d in present:
         parts.append(V.paired(values(df, "mc_finetune", d, 2, "t1"), values(df, "mc_finetune", d, 2, "t0"),
@@ -63,7 +63,7 @@ def c1(ctx: Context) -> Verdict:
     return V.combine(parts, [learns(df, [(d, 2) for d in present])])
 
 
-def c2(ctx: Context) -> Verdict:
+def c2(ctx: ArtifactContext) -> Verdict:
     df, present, parts = _parts(ctx, ("mnist", "cifar10", "svhn"), 2)
     best = {"mnist": "batch_l2", "cifar10": "bld", "svhn": "bld"}
     for d in present:
@@ -72,7 +72,7 @@ def c2(ctx: Context) -> Verdict:
     return V.combine(parts, [learns(df, [(d, 2) for d in present])])
 
 
-def c3(ctx: Context) -> Verdict:
+def c3(ctx: ArtifactContext) -> Verdict:
     df, present, parts = _parts(ctx, ("mnist", "cifar10", "svhn"), 2)
     for d in present:
         parts.append(V.paired(values(df, "bld", d, 2, "t0"), values(df, "mc_finetune", d, 2, "t0"),
@@ -95,7 +95,7 @@ def _gap_fraction(ft, bld, off) -> dict[int, float]:
             if s in bld and s in off and off[s] != ft[s]}
 
 
-def c4(ctx: Context) -> Verdict:
+def c4(ctx: ArtifactContext) -> Verdict:
     """BLD closes about half of the Finetune -> offline LwF gap (paper: 45 % on MNIST, 63 % on
     SVHN). Every scale: both ends, BLD above Finetune and below offline LwF, per seed; full
     scale: the closed fraction (BLD - FT) / (LwF_off - FT) within GAP_MARGIN of the paper's."""
@@ -113,7 +113,7 @@ def c4(ctx: Context) -> Verdict:
                      summary="paper: BLD closes 45 % (MNIST) and 63 % (SVHN) of the gap")
 
 
-def _regime(ctx: Context, df, settings) -> list[V.Precondition]:
+def _regime(ctx: ArtifactContext, df, settings) -> list[V.Precondition]:
     """The networks learn each task; for the quick stand-ins also that offline LwF is an
     upper bound at all (their few epochs may not make it one; at full scale it is the
     paper's protocol)."""
@@ -129,7 +129,7 @@ def _mean_difference(a: dict[int, float], b: dict[int, float]) -> float | None:
     return sum(d) / len(d) if d else None
 
 
-def c5(ctx: Context) -> Verdict:
+def c5(ctx: ArtifactContext) -> Verdict:
     df, present, parts = _parts(ctx, ("mnist", "cifar10", "svhn"), 5)
     for d in present:
         entries = {r: values(df, r, d, 5) for r in ("mc_finetune", "batch_l2", "bld")}
@@ -141,7 +141,7 @@ def c5(ctx: Context) -> Verdict:
     return V.combine(parts, [learns(df, [(d, 5) for d in present])])
 
 
-def c6(ctx: Context) -> Verdict:
+def c6(ctx: ArtifactContext) -> Verdict:
     df, present, parts = _parts(ctx, ("cifar10",), 5)
     for d in present:
         parts.append(V.equivalent(values(df, "bld", d, 5), values(df, "lwf_single", d, 5),
@@ -150,7 +150,7 @@ def c6(ctx: Context) -> Verdict:
     return V.combine(parts, [learns(df, [(d, 5) for d in present])])
 
 
-def c7(ctx: Context) -> Verdict:
+def c7(ctx: ArtifactContext) -> Verdict:
     parts, settings = [], []
     for tasks in (2, 5):
         df, present, skipped = _parts(ctx, ("mnist", "cifar10", "svhn"), tasks)
@@ -166,7 +166,7 @@ def _printed(n: float, unit: float) -> float:
     return round(n / unit, 1 if unit == 1e6 else 0)
 
 
-def c8(ctx: Context) -> Verdict:
+def c8(ctx: ArtifactContext) -> Verdict:
     """Memory overhead: the analytic values at the paper's configuration against the printed
     ones (at their printed precision; L2's 44.7 vs 44.8 MB is the paper's rounding, §4.8), and
     what the runs measured against the same formula at their own configuration."""
@@ -207,7 +207,7 @@ def _chain(df, d, t, rows, what) -> list[V.Evidence]:
 C9_GAIN = 9.3  # No-balancing over Finetune, CIFAR-10 5-task Avg. (81.6 - 72.3)
 
 
-def c9(ctx: Context) -> Verdict:
+def c9(ctx: ArtifactContext) -> Verdict:
     df, present, parts = _parts(ctx, ("cifar10",), 5)
     for d in present:
         parts += _chain(df, d, 5, ["bld", "bld_no_balancing", "bld_alternated", "batch_l2",
@@ -220,7 +220,7 @@ def c9(ctx: Context) -> Verdict:
     return V.combine(parts, [learns(df, [(d, 5) for d in present])])
 
 
-def c10(ctx: Context) -> Verdict:
+def c10(ctx: ArtifactContext) -> Verdict:
     df, present, parts = _parts(ctx, ("cifar10",), 2)
     for d in present:
         parts += _chain(df, d, 2, ["bld", "batch_l2", "bld_no_balancing", "mc_finetune",

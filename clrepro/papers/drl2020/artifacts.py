@@ -14,7 +14,7 @@ from clrepro.analysis.collect import mean_sd
 from clrepro.analysis.plots import setup_style
 from clrepro.analysis.similarity import pearson
 from clrepro.analysis.tables import fmt_mean_sd
-from clrepro.papers.base import Context, Rendered
+from clrepro.papers.base import ArtifactContext, Rendered
 from clrepro.papers.drl2020 import numbers as N
 from clrepro.papers.drl2020 import runs as R
 from clrepro.papers.drl2020.protocol import TRACK_TITLES
@@ -40,7 +40,7 @@ QUICK_NOTES = {
 }
 
 
-def pair_data(ctx: Context, spec: RunSpec) -> dict[str, np.ndarray] | None:
+def pair_data(ctx: ArtifactContext, spec: RunSpec) -> dict[str, np.ndarray] | None:
     """The similarity study a run saved: grad, input, repr (per pair) and same (bool)."""
     path = ctx.runs.artifacts_path(spec)
     if ctx.runs.record(spec) is None or not path.is_file():
@@ -68,7 +68,7 @@ def run_stats(pairs: dict[str, np.ndarray]) -> dict[str, float]:
     return out
 
 
-def frame(ctx: Context) -> pd.DataFrame:
+def frame(ctx: ArtifactContext) -> pd.DataFrame:
     """One row per run: part, problem / track, configuration, seed, status, accuracy (%) after
     the stream (pooled over the evaluation set), training time and, for the MNIST analysis,
     the statistics of its similarity study."""
@@ -121,7 +121,7 @@ def _cell(series: pd.Series, digits: int = 2) -> str:
 
 # ----------------------------------------------------------------------------- Fig. 1
 
-def render_fig1(ctx: Context) -> Rendered:
+def render_fig1(ctx: ArtifactContext) -> Rendered:
     df = frame(ctx)
     setup_style()
     fig, axes = plt.subplots(2, 2, figsize=(9, 8), sharex=True)
@@ -174,7 +174,7 @@ def render_fig1(ctx: Context) -> Rendered:
 
 # ----------------------------------------------------------------------------- Fig. 2
 
-def render_fig2(ctx: Context) -> Rendered:
+def render_fig2(ctx: ArtifactContext) -> Rendered:
     df = frame(ctx)
     df = df[df["part"] == "split"]
     setup_style()
@@ -229,7 +229,7 @@ def render_fig2(ctx: Context) -> Rendered:
 
 # ----------------------------------------------------------------------------- Tables 1-3
 
-def _track_table(ctx: Context, track: str) -> Rendered:
+def _track_table(ctx: ArtifactContext, track: str) -> Rendered:
     df = frame(ctx)
     df = df[df["part"] == track]
     rows = []
@@ -286,13 +286,13 @@ def _memory_note(df: pd.DataFrame) -> str:
             f"the process's peak resident host memory (data included).")
 
 
-def render_table1(ctx: Context) -> Rendered:
+def render_table1(ctx: ArtifactContext) -> Rendered:
     return _track_table(ctx, "ni")
 
 
-def render_table2(ctx: Context) -> Rendered:
+def render_table2(ctx: ArtifactContext) -> Rendered:
     return _track_table(ctx, "mtnc")
 
 
-def render_table3(ctx: Context) -> Rendered:
+def render_table3(ctx: ArtifactContext) -> Rendered:
     return _track_table(ctx, "nic")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pandas as pd
 
 from clrepro.analysis import verdicts as V
-from clrepro.papers.base import Context
+from clrepro.papers.base import ArtifactContext
 from clrepro.papers.drl2020 import numbers as N
 from clrepro.papers.drl2020.artifacts import frame, values
 from clrepro.papers.drl2020.protocol import PAIRS, TRACKS, TRACK_TITLES
@@ -25,7 +25,7 @@ def _name(problem) -> str:
     return f"{{{problem[0]},{problem[1]}}}"
 
 
-def _r_claim(ctx: Context, y: str) -> V.Verdict:
+def _r_claim(ctx: ArtifactContext, y: str) -> V.Verdict:
     df = frame(ctx)
     parts = []
     for problem in PAIRS:
@@ -43,11 +43,11 @@ def _r_claim(ctx: Context, y: str) -> V.Verdict:
     return V.combine(parts)
 
 
-def c1(ctx: Context) -> V.Verdict:
+def c1(ctx: ArtifactContext) -> V.Verdict:
     return _r_claim(ctx, "input")
 
 
-def c2(ctx: Context) -> V.Verdict:
+def c2(ctx: ArtifactContext) -> V.Verdict:
     return _r_claim(ctx, "repr")
 
 
@@ -58,7 +58,7 @@ PIXEL_R_BOUND = 0.5  # |r| with pixels below which pixels "predict gradients wea
 FIT_ACCURACY = 99.0  # % test accuracy of the {0,1} classifier taken as "fits"
 
 
-def c3(ctx: Context) -> V.Verdict:
+def c3(ctx: ArtifactContext) -> V.Verdict:
     df = frame(ctx)
     parts, weak = [], []
     for problem in PAIRS:
@@ -73,7 +73,7 @@ def c3(ctx: Context) -> V.Verdict:
     return V.combine(parts, [pre])
 
 
-def c4(ctx: Context) -> V.Verdict:
+def c4(ctx: ArtifactContext) -> V.Verdict:
     df = frame(ctx)
     gap = values(df, "gap", part="pairs", problem=(0, 1))
     acc01 = values(df, "acc", part="pairs", problem=(0, 1))
@@ -92,7 +92,7 @@ def c4(ctx: Context) -> V.Verdict:
     return V.combine(parts, [fits])
 
 
-def c5(ctx: Context) -> V.Verdict:
+def c5(ctx: ArtifactContext) -> V.Verdict:
     df = frame(ctx)
 
     def side(column: str, drl: bool, absolute: bool = False) -> dict[int, float]:
@@ -110,7 +110,7 @@ def c5(ctx: Context) -> V.Verdict:
     return V.combine(parts)
 
 
-def _track_frame(ctx: Context, track: str) -> pd.DataFrame:
+def _track_frame(ctx: ArtifactContext, track: str) -> pd.DataFrame:
     df = frame(ctx)
     return df[(df["part"] == track) & (df["status"] == "ok")]
 
@@ -128,7 +128,7 @@ def _paired_over(df: pd.DataFrame, column: str, a, b, keys: list[str]) -> tuple[
     return dict(enumerate(pivot[a])), dict(enumerate(pivot[b]))
 
 
-def _strategy_claim(ctx: Context, track: str, winner: str, losers: tuple[str, ...]) -> V.Verdict:
+def _strategy_claim(ctx: ArtifactContext, track: str, winner: str, losers: tuple[str, ...]) -> V.Verdict:
     df = _track_frame(ctx, track).assign(backbone=lambda d: d["backbone"].fillna("-"))
     parts = []
     for loser in losers:
@@ -138,19 +138,19 @@ def _strategy_claim(ctx: Context, track: str, winner: str, losers: tuple[str, ..
     return V.combine(parts, summary="paired within each backbone, DRL setting and seed")
 
 
-def c6(ctx: Context) -> V.Verdict:
+def c6(ctx: ArtifactContext) -> V.Verdict:
     return _strategy_claim(ctx, "ni", "ber", ("er",))
 
 
-def c7(ctx: Context) -> V.Verdict:
+def c7(ctx: ArtifactContext) -> V.Verdict:
     return _strategy_claim(ctx, "mtnc", "er", ("ber",))
 
 
-def c8(ctx: Context) -> V.Verdict:
+def c8(ctx: ArtifactContext) -> V.Verdict:
     return _strategy_claim(ctx, "nic", "shuffle", ("er", "ber"))
 
 
-def c9(ctx: Context) -> V.Verdict:
+def c9(ctx: ArtifactContext) -> V.Verdict:
     """'In general' read per track: DRL against no DRL paired within each track (over its
     strategies, backbones and seeds), the backbones paired over track x strategy x DRL.
     Tracks are not pooled: with one seed per configuration the pool would mix three streams

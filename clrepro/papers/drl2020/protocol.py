@@ -141,11 +141,18 @@ def benchmarks(scale: str, options: dict[str, Any]) -> dict[str, BenchmarkDef]:
     return {d.name: d for d in defs + twins}
 
 
+N_CLASSES = {"split": 10, "ni": 50, "mtnc": 50, "nic": 50}
+
+
+def memory(part: str, scale: str) -> int:
+    """Total slots of the class-balanced memory (per class x classes of the stream)."""
+    classes = N_CLASSES[part] if scale == "full" else 10
+    return PER_CLASS[scale] * classes
+
+
 def lambda_tuning(track: str, scale: str, backbone: str | None) -> list[RunSpec]:
     """DRL's lambda on a track (§4.2 sweep): DRL + BER on the tuning twin per value of
     LAMBDA_GRID, validation accuracy after the stream, seed 0."""
-    from clrepro.papers.drl2020.runs import memory
-
     tail = (("backbone", backbone),) if backbone else ()
     return [RunSpec(track_bench(track, scale, val=True), "replay_drl", 0, memory(track, scale), 1,
                     (("replay", "ber"), ("drl", True), *tail, ("drl.lambda", lam), ("tune", True)))

@@ -4,7 +4,7 @@ since they cost CPU-minutes and a verdict needs the seed-to-seed spread (issue 2
 
 from __future__ import annotations
 
-from clrepro.papers.drl2020.protocol import (BACKBONES, PAIRS, PER_CLASS, STRATEGIES, TRACKS,
+from clrepro.papers.drl2020.protocol import (BACKBONES, PAIRS, STRATEGIES, TRACKS, memory,
                                              pair_bench, parse, split_bench, track_bench)
 from clrepro.spec import RunSpec
 
@@ -12,19 +12,12 @@ METHOD = "replay_drl"
 SEEDS = {"full": [0], "quick": [0], "smoke": [0]}  # spec: one run per configuration
 # Figs. 1-2 cost CPU-minutes: three seeds at every scale, so their paired parts can decide
 FIGURE_SEEDS = {"full": [0, 1, 2], "quick": [0, 1, 2], "smoke": [0]}
-N_CLASSES = {"split": 10, "ni": 50, "mtnc": 50, "nic": 50}
 STRATEGY_TITLES = {"shuffle": "Shuffle", "er": "ER", "ber": "BER"}
 BACKBONE_TITLES = {"resnet50": "ResNet-50", "resnest50d": "ResNeSt-50", None: "small CNN"}
 
 
 def _seeds(table: dict, scale: str, chosen: list[int] | None) -> list[int]:
     return list(chosen) if chosen else table[scale]
-
-
-def memory(part: str, scale: str) -> int:
-    """Total slots of the class-balanced memory (per class x classes of the stream)."""
-    classes = N_CLASSES[part] if scale == "full" else 10
-    return PER_CLASS[scale] * classes
 
 
 def fig1(scale: str, chosen: list[int] | None = None, options: dict | None = None) -> list[RunSpec]:

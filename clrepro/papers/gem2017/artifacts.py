@@ -10,13 +10,16 @@ import seaborn as sns
 from clrepro.analysis.collect import summarise
 from clrepro.analysis.plots import method_palette, ordered, setup_style
 from clrepro.analysis.tables import fmt, fmt_cell
-from clrepro.papers.base import Context, Rendered
+from clrepro.papers.base import ArtifactContext, Rendered
 from clrepro.papers.gem2017 import numbers as N
 from clrepro.papers.gem2017 import runs as R
 from clrepro.papers.gem2017.protocol import SCALE
 
 METRIC_NAMES = {"acc": "ACC", "bwt": "BWT", "fwt": "FWT"}
 DISPLAY = {"iid": "single, shuffled data"}
+# the paper's method order: one colour per method across GEM's figures
+METHOD_ORDER = ["iid", "single", "finetune", "independent", "multimodal", "ewc", "icarl", "gem",
+                "gem (margin_mode=lower_bound)"]
 
 
 def _family_of(benchmark: str, scale: str) -> str:
@@ -35,19 +38,19 @@ def _with_family(df: pd.DataFrame, scale: str) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- fig1a
 
-def render_fig1a(ctx: Context) -> Rendered:
+def render_fig1a(ctx: ArtifactContext) -> Rendered:
     setup_style()
     df = _with_family(ctx.runs.df, ctx.scale)
     summary = summarise(df, ["task", "benchmark", "label"], list(METRIC_NAMES))
     tidy = df[df["status"] == "ok"].melt(id_vars=["task", "label", "seed"],
                                          value_vars=list(METRIC_NAMES), var_name="metric")
     tidy["metric"] = tidy["metric"].map(METRIC_NAMES)
-    palette = method_palette(df["label"])
+    palette = method_palette(df["label"], METHOD_ORDER)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharey=True)
     for ax, fam in zip(axes, R.FAMILIES):
         task = task_title(fam, ctx.scale)
         part = tidy[tidy["task"] == task]
-        hue_order = ordered(df.loc[df["task"] == task, "label"])
+        hue_order = ordered(df.loc[df["task"] == task, "label"], METHOD_ORDER)
         if len(part):
             sns.barplot(data=part, x="metric", y="value", hue="label", hue_order=hue_order,
                         order=list(METRIC_NAMES.values()), palette=palette, ax=ax,
@@ -58,8 +61,9 @@ def render_fig1a(ctx: Context) -> Rendered:
         ax.set_ylabel("fraction" if ax is axes[0] else "")
         if ax.get_legend():
             ax.get_legend().remove()
-    handles = [plt.Rectangle((0, 0), 1, 1, color=palette[m]) for m in ordered(df["label"])]
-    fig.legend(handles, ordered(df["label"]), loc="lower center", ncol=len(handles),
+    labels = ordered(df["label"], METHOD_ORDER)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=palette[m]) for m in labels]
+    fig.legend(handles, labels, loc="lower center", ncol=len(handles),
                bbox_to_anchor=(0.5, -0.08))
     fig.suptitle("ACC, BWT and FWT per method (GEM Fig. 1 left)", y=1.04)
 
@@ -82,7 +86,7 @@ def render_fig1a(ctx: Context) -> Rendered:
 
 # ----------------------------------------------------------------------------- fig1b
 
-def first_task_curves(ctx: Context) -> pd.DataFrame:
+def first_task_curves(ctx: ArtifactContext) -> pd.DataFrame:
     rows = []
     for spec in ctx.runs.records:
         record = ctx.runs.record(spec)
@@ -95,7 +99,7 @@ def first_task_curves(ctx: Context) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["benchmark", "label", "seed", "progress", "acc_task1"])
 
 
-def first_task_drops(ctx: Context) -> dict[tuple[str, str], dict[int, float]]:
+def first_task_drops(ctx: ArtifactContext) -> dict[tuple[str, str], dict[int, float]]:
     """(benchmark, label) -> seed -> task-1 accuracy right after task 1 minus at the end."""
     curves = first_task_curves(ctx)
     out: dict[tuple[str, str], dict[int, float]] = {}
@@ -106,17 +110,17 @@ def first_task_drops(ctx: Context) -> dict[tuple[str, str], dict[int, float]]:
     return out
 
 
-def render_fig1b(ctx: Context) -> Rendered:
+def render_fig1b(ctx: ArtifactContext) -> Rendered:
     setup_style()
     curves = first_task_curves(ctx)
-    palette = method_palette(ctx.runs.df["label"])
+    palette = method_palette(ctx.runs.df["label"], METHOD_ORDER)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharey=True)
     for ax, fam in zip(axes, R.FAMILIES):
         b = R.bench(ctx.scale, fam)
         part = curves[curves["benchmark"] == b]
         if len(part):
             sns.lineplot(data=part, x="progress", y="acc_task1", hue="label",
-                         hue_order=ordered(part["label"]), palette=palette, ax=ax,
+                         hue_order=ordered(part["label"], METHOD_ORDER), palette=palette, ax=ax,
                          errorbar="sd" if part["seed"].nunique() > 1 else None, lw=1.6)
             ax.legend_.remove()
         t = R.n_tasks(ctx.scale, fam)
@@ -126,7 +130,7 @@ def render_fig1b(ctx: Context) -> Rendered:
         ax.set_title(f"{task_title(fam, ctx.scale)}\n{b}", fontsize=9)
         ax.set_xlabel("tasks learned")
         ax.set_ylabel("accuracy on task 1" if ax is axes[0] else "")
-    labels = ordered(curves["label"]) if len(curves) else []
+    labels = ordered(curves["label"], METHOD_ORDER) if len(curves) else []
     handles = [plt.Line2D([], [], color=palette[m], lw=2) for m in labels]
     fig.legend(handles, labels, loc="lower center", ncol=max(len(labels), 1),
                bbox_to_anchor=(0.5, -0.1))
@@ -144,14 +148,14 @@ def render_fig1b(ctx: Context) -> Rendered:
 
 # ----------------------------------------------------------------------------- table1
 
-def render_table1(ctx: Context) -> Rendered:
+def render_table1(ctx: ArtifactContext) -> Rendered:
     df = _with_family(ctx.runs.df, ctx.scale)
     summary = summarise(df, ["task", "label"], ["train_s"])
     rows, display = [], []
     for task in (task_title("perm", ctx.scale), task_title("rot", ctx.scale)):
         part = summary[summary["task"] == task].set_index("label")
         single = part["train_s_mean"].get("single", np.nan)
-        for method in ordered(part.index):
+        for method in ordered(part.index, METHOD_ORDER):
             ours = part.loc[method, "train_s_mean"]
             paper_row = N.TABLE1_SECONDS[task.split(" ")[0]]
             paper = paper_row.get(method)
@@ -172,13 +176,13 @@ def render_table1(ctx: Context) -> Rendered:
 
 # ----------------------------------------------------------------------------- table2
 
-def render_table2(ctx: Context) -> Rendered:
+def render_table2(ctx: ArtifactContext) -> Rendered:
     df = ctx.runs.df
     summary = summarise(df, ["label", "memory"], ["acc"])
     sizes = SCALE[ctx.scale]["table2_sizes"]
     paper_sizes = list(N.TABLE2_ACC["gem"])
     rows, display, notes = [], [], ["Columns are total memory slots; GEM keeps size/T per task."]
-    for label in ordered(summary["label"]):
+    for label in ordered(summary["label"], METHOD_ORDER):
         method = label.split(" ")[0]
         drow = {"method": label}
         for rank, size in enumerate(sizes):
@@ -207,11 +211,11 @@ def render_table2(ctx: Context) -> Rendered:
 
 # ----------------------------------------------------------------------------- table3
 
-def render_table3(ctx: Context) -> Rendered:
+def render_table3(ctx: ArtifactContext) -> Rendered:
     summary = summarise(ctx.runs.df, ["label", "epochs"], ["acc", "bwt"])
     rows, display = [], []
     epochs = sorted(summary["epochs"].unique())
-    for label in ordered(summary["label"]):
+    for label in ordered(summary["label"], METHOD_ORDER):
         method = label.split(" ")[0]
         drow = {"method": DISPLAY.get(label, label)}
         for e in epochs:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from clrepro.analysis import verdicts as V
 from clrepro.models import build_model, n_parameters
-from clrepro.papers.base import Context, Verdict
+from clrepro.papers.base import ArtifactContext, Verdict
 from clrepro.papers.gem2017 import numbers as N
 from clrepro.papers.gem2017 import runs as R
 from clrepro.papers.gem2017.artifacts import first_task_drops
@@ -19,7 +19,7 @@ NEARLY_FLAT = 0.05  # task-1 accuracy may drop at most this much to count as "ne
 FWT_NEAR_ZERO = 0.02  # FWT "about 0 or positive": above -0.02
 
 
-def _v(ctx: Context, fam: str, label: str, metric: str = "acc", **where) -> dict[int, float]:
+def _v(ctx: ArtifactContext, fam: str, label: str, metric: str = "acc", **where) -> dict[int, float]:
     return ctx.runs.values(metric, benchmark=R.bench(ctx.scale, fam), label=label, **where)
 
 
@@ -27,19 +27,19 @@ def _title(fam: str) -> str:
     return R.FAMILY_TITLES[fam]
 
 
-def c1(ctx: Context) -> Verdict:
+def c1(ctx: ArtifactContext) -> Verdict:
     parts = [V.at_least(_v(ctx, fam, "gem"), _v(ctx, fam, m), SIMILAR,
                         f"{_title(fam)}: GEM ACC ≥ {m} ACC − {SIMILAR}")
              for fam in ("perm", "rot") for m in R.methods(fam) if m != "gem"]
     return V.combine(parts)
 
 
-def c2(ctx: Context) -> Verdict:
+def c2(ctx: ArtifactContext) -> Verdict:
     return V.combine(V.paired(_v(ctx, fam, "gem"), _v(ctx, fam, m), f"{_title(fam)}: GEM ACC > {m}")
                      for fam in R.FAMILIES for m in ("ewc", "single"))
 
 
-def c3(ctx: Context) -> Verdict:
+def c3(ctx: ArtifactContext) -> Verdict:
     parts = []
     for fam in R.FAMILIES:
         gem = _v(ctx, fam, "gem", "bwt")
@@ -51,7 +51,7 @@ def c3(ctx: Context) -> Verdict:
     return V.combine(parts)
 
 
-def c4(ctx: Context) -> Verdict:
+def c4(ctx: ArtifactContext) -> Verdict:
     drops = first_task_drops(ctx)  # (benchmark, label) -> seed -> drop after task 1
 
     def drop(fam, m):
@@ -70,7 +70,7 @@ def c4(ctx: Context) -> Verdict:
     return V.combine(parts, summary="drop = task-1 accuracy right after task 1 minus at the end")
 
 
-def c5(ctx: Context) -> Verdict:
+def c5(ctx: ArtifactContext) -> Verdict:
     parts = []
     for fam in ("perm", "rot"):
         t = {m: _v(ctx, fam, m, "train_s") for m in R.methods(fam)}
@@ -89,29 +89,29 @@ def c5(ctx: Context) -> Verdict:
     return V.combine(parts, summary=rule)
 
 
-def _table2_series(ctx: Context, method: str) -> list[tuple[int, dict[int, float]]]:
+def _table2_series(ctx: ArtifactContext, method: str) -> list[tuple[int, dict[int, float]]]:
     return [(size, _v(ctx, "cifar", method, memory=R.table2_memory(ctx.scale, method, size)))
             for size in R.SCALE[ctx.scale]["table2_sizes"]]
 
 
-def c6(ctx: Context) -> Verdict:
+def c6(ctx: ArtifactContext) -> Verdict:
     paper = " → ".join(str(v) for v in N.TABLE2_ACC["gem"].values())
     return V.combine(V.trend(_table2_series(ctx, "gem"), "GEM ACC"),
                      summary=f"paper: {paper}")
 
 
-def c7(ctx: Context) -> Verdict:
+def c7(ctx: ArtifactContext) -> Verdict:
     return V.combine(V.paired(g, i, f"memory {size}: GEM ACC > iCaRL")
                      for (size, g), (_, i) in zip(_table2_series(ctx, "gem"),
                                                   _table2_series(ctx, "icarl")))
 
 
-def _epoch_series(ctx: Context, method: str, metric: str) -> list[tuple[str, dict[int, float]]]:
+def _epoch_series(ctx: ArtifactContext, method: str, metric: str) -> list[tuple[str, dict[int, float]]]:
     return [(f"{e} ep.", _v(ctx, "rot", method, metric, epochs=e))
             for e in R.SCALE[ctx.scale]["epochs"]]
 
 
-def fits_each_task(ctx: Context) -> V.Precondition:
+def fits_each_task(ctx: ArtifactContext) -> V.Precondition:
     """Forgetting that grows with epochs presumes that more epochs fit the task at hand
     better: single's accuracy on each task right after learning it must rise with epochs."""
     return V.Precondition("more epochs fit the current task better (single's accuracy on each "
@@ -120,7 +120,7 @@ def fits_each_task(ctx: Context) -> V.Precondition:
                                   "single's just-learned accuracy"))
 
 
-def iid_upper_bound(ctx: Context, epochs: int) -> V.Precondition:
+def iid_upper_bound(ctx: ArtifactContext, epochs: int) -> V.Precondition:
     """The 'single, shuffled data' oracle is an upper bound of the baselines that are not
     built to retain old tasks (paper Table 3: .83 vs at most .76 at one epoch)."""
     iid = _v(ctx, "rot", "iid", epochs=epochs)
@@ -130,7 +130,7 @@ def iid_upper_bound(ctx: Context, epochs: int) -> V.Precondition:
                            for m in ("single", "independent", "multimodal", "ewc")])
 
 
-def c8(ctx: Context) -> Verdict:
+def c8(ctx: ArtifactContext) -> Verdict:
     parts = []
     for m in ("single", "multimodal"):
         parts += V.trend(_epoch_series(ctx, m, "bwt"), f"{m} BWT", falling=True)
@@ -138,7 +138,7 @@ def c8(ctx: Context) -> Verdict:
     return V.combine(parts, [fits_each_task(ctx)])
 
 
-def c9(ctx: Context) -> Verdict:
+def c9(ctx: ArtifactContext) -> Verdict:
     parts = []
     for m in ("ewc", "gem"):
         parts += V.trend(_epoch_series(ctx, m, "acc"), f"{m} ACC")
@@ -147,7 +147,7 @@ def c9(ctx: Context) -> Verdict:
     return V.combine(parts, [fits_each_task(ctx)])
 
 
-def c10(ctx: Context) -> Verdict:
+def c10(ctx: ArtifactContext) -> Verdict:
     first, last = R.SCALE[ctx.scale]["epochs"][0], R.SCALE[ctx.scale]["epochs"][-1]
     gem, iid = (lambda e: _v(ctx, "rot", "gem", epochs=e)), (lambda e: _v(ctx, "rot", "iid", epochs=e))
     parts = [V.at_least(gem(first), iid(first), SIMILAR,
@@ -157,7 +157,7 @@ def c10(ctx: Context) -> Verdict:
     return V.combine(parts, [iid_upper_bound(ctx, first)])
 
 
-def c11(ctx: Context) -> Verdict:
+def c11(ctx: ArtifactContext) -> Verdict:
     p = n_parameters(build_model({"name": "resnet18_reduced", "nf": 20}, (3, 32, 32), 100))
     return V.combine([V.exact(p, N.RESNET_PARAMETERS, "reduced ResNet-18 (nf=20, 3x32x32, 100 "
                                                       "outputs): parameters")])

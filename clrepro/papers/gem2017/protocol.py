@@ -77,6 +77,11 @@ SCALE = {
 FULL_VARIANTS = [(("gem.margin_mode", "lower_bound"),)]
 
 
+def transfer_norm(options: dict[str, Any]) -> str:
+    """D4: BWT/FWT averaged over T-1 tasks (the paper's Eqs. 2-3) or over T (GEM's code)."""
+    return options["metrics.transfer_norm"]
+
+
 def benchmarks(scale: str, options: dict[str, Any]) -> dict[str, BenchmarkDef]:
     angles = tuple(options["rot.angles"]) if options.get("rot.angles") else None
     seed = options["data_seed"]

@@ -37,7 +37,8 @@ CLAIMS = {c.id: c for c in [
 ARTIFACTS = [
     Artifact("gmed.table1", "Selected editing stride and regularisation strength (Table 1)",
              "table", "The tuning protocol of §4.7 rerun: grid over α × β, validation on the "
-             "first three tasks.", runs.tuning, _render("render_table1"), [CLAIMS["C14"]]),
+             "first three tasks.", runs.tuning, _render("render_table1"), [CLAIMS["C14"]],
+             tuning=True),
     Artifact("gmed.table2", "Final accuracy of task-free methods (Table 2)", "table",
              "Final accuracy (%) after one pass over the stream, mean ± sd over seeds; memory "
              "500 (10,000 for mini-ImageNet).", runs.table2, _render("render_table2"),

@@ -13,7 +13,7 @@ from clrepro.analysis.embed import label_structure, tsne
 from clrepro.analysis.plots import setup_style
 from clrepro.analysis.stats import paired_greater
 from clrepro.analysis.tables import fmt, fmt_mean_sd
-from clrepro.papers.base import Context, Rendered
+from clrepro.papers.base import ArtifactContext, Rendered
 from clrepro.papers.gmed2021 import numbers as N
 from clrepro.papers.gmed2021 import runs as R
 from clrepro.papers.gmed2021.protocol import TABLE1, TUNE_GRIDS, dataset_of
@@ -23,7 +23,7 @@ PAIRS = R.PAIRS_OF  # significance: X + GMED vs X
 TASK_AWARE = ("gem", "hal")  # they receive task boundaries; everything else is task-free
 
 
-def frame(ctx: Context) -> pd.DataFrame:
+def frame(ctx: ArtifactContext) -> pd.DataFrame:
     """One row per run: dataset, row label (Table 2 naming), seed, final accuracy in %."""
     df = ctx.runs.df.copy()
     df["dataset"] = [dataset_of(b) for b in df["benchmark"]]
@@ -62,7 +62,7 @@ def _paper_stars(paper, row: str, dataset: str) -> str:
     return N.TABLE2_STARS.get(row, [""] * len(N.DATASETS))[N.DATASETS.index(dataset)]
 
 
-def _results_table(ctx: Context, rows: list[str], paper) -> Rendered:
+def _results_table(ctx: ArtifactContext, rows: list[str], paper) -> Rendered:
     df = frame(ctx)
     ds = [d for d in N.DATASETS if d in set(df["dataset"])]
     records, display = [], []
@@ -107,15 +107,15 @@ def _results_table(ctx: Context, rows: list[str], paper) -> Rendered:
                     notes=notes)
 
 
-def render_table2(ctx: Context) -> Rendered:
+def render_table2(ctx: ArtifactContext) -> Rendered:
     return _results_table(ctx, [*R.TABLE2_METHODS, *ctx.yours], N.table2)
 
 
-def render_table3(ctx: Context) -> Rendered:
+def render_table3(ctx: ArtifactContext) -> Rendered:
     return _results_table(ctx, ["er_gmed", "er_random_edit", "er_hindsight_edit"], N.table3)
 
 
-def tuning_results(ctx: Context) -> pd.DataFrame:
+def tuning_results(ctx: ArtifactContext) -> pd.DataFrame:
     """Mean validation accuracy over the first three tasks after the third, per grid cell."""
     rows = []
     for spec in ctx.runs.records:
@@ -130,7 +130,7 @@ def tuning_results(ctx: Context) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["dataset", "method", "alpha", "beta", "val_acc"])
 
 
-def selections(ctx: Context) -> dict[str, dict]:
+def selections(ctx: ArtifactContext) -> dict[str, dict]:
     grid = tuning_results(ctx)
     out = {}
     for (dataset, method), part in grid.groupby(["dataset", "method"]):
@@ -139,7 +139,7 @@ def selections(ctx: Context) -> dict[str, dict]:
     return out
 
 
-def render_table1(ctx: Context) -> Rendered:
+def render_table1(ctx: ArtifactContext) -> Rendered:
     chosen = selections(ctx)
     rows, display = [], []
     for d in N.DATASETS:
@@ -180,7 +180,7 @@ def render_table1(ctx: Context) -> Rendered:
 
 # ----------------------------------------------------------------------------- figures
 
-def render_fig3(ctx: Context) -> Rendered:
+def render_fig3(ctx: ArtifactContext) -> Rendered:
     setup_style()
     df = frame(ctx)
     df = df[df["row"] == "er_gmed"]
@@ -200,7 +200,7 @@ def render_fig3(ctx: Context) -> Rendered:
     return Rendered(table=table, figure=fig)
 
 
-def render_fig4(ctx: Context) -> Rendered:
+def render_fig4(ctx: ArtifactContext) -> Rendered:
     setup_style()
     df = frame(ctx)
     df = df[df["row"].isin(["er", "er_gmed", *ctx.yours]) & (df["variant"] == "")]
@@ -237,7 +237,7 @@ def render_fig4(ctx: Context) -> Rendered:
     return Rendered(table=table, figure=fig, notes=notes)
 
 
-def edits(ctx: Context) -> dict[str, torch.Tensor] | None:
+def edits(ctx: ArtifactContext) -> dict[str, torch.Tensor] | None:
     """The memory of the seed-0 ER+GMED Split MNIST run: original vs edited examples of the
     first two tasks' classes."""
     spec = min((s for s in ctx.runs.records if s.method == "er_gmed"), key=lambda s: s.seed,
@@ -256,7 +256,7 @@ def edits(ctx: Context) -> dict[str, torch.Tensor] | None:
     return {k: v[keep] for k, v in data.items()}
 
 
-def render_fig5(ctx: Context) -> Rendered:
+def render_fig5(ctx: ArtifactContext) -> Rendered:
     setup_style()
     data = edits(ctx)
     if data is None:
@@ -292,7 +292,7 @@ def render_fig5(ctx: Context) -> Rendered:
     return Rendered(table=table, figure=fig)
 
 
-def tsne_of_edits(ctx: Context) -> tuple[pd.DataFrame, dict[str, float]] | None:
+def tsne_of_edits(ctx: ArtifactContext) -> tuple[pd.DataFrame, dict[str, float]] | None:
     data = edits(ctx)
     if data is None:
         return None
@@ -306,7 +306,7 @@ def tsne_of_edits(ctx: Context) -> tuple[pd.DataFrame, dict[str, float]] | None:
     return pd.DataFrame({"x": coords[:, 0], "y": coords[:, 1], "label": labels}), stats
 
 
-def render_fig6(ctx: Context) -> Rendered:
+def render_fig6(ctx: ArtifactContext) -> Rendered:
     setup_style()
     result = tsne_of_edits(ctx)
     fig, ax = plt.subplots(figsize=(4.8, 4.2))

@@ -5,7 +5,7 @@ listed as not checkable at this scale."""
 from __future__ import annotations
 
 from clrepro.analysis import verdicts as V
-from clrepro.papers.base import INCONCLUSIVE, NOT_CHECKABLE, Context, Verdict
+from clrepro.papers.base import INCONCLUSIVE, NOT_CHECKABLE, ArtifactContext, Verdict
 from clrepro.papers.gmed2021 import numbers as N
 from clrepro.papers.gmed2021 import runs as R
 from clrepro.papers.gmed2021.artifacts import edits, frame, plain, selections, tsne_of_edits
@@ -14,7 +14,7 @@ from clrepro.papers.gmed2021.protocol import TABLE1
 LEVELS = {"**": 1e-3, "*": 0.05}
 
 
-def _present(ctx: Context, datasets) -> tuple[list[str], list[V.Evidence]]:
+def _present(ctx: ArtifactContext, datasets) -> tuple[list[str], list[V.Evidence]]:
     """The datasets this scale runs, and a not-checkable part for each one it does not."""
     have = set(frame(ctx)["dataset"])
     return ([d for d in datasets if d in have],
@@ -22,7 +22,7 @@ def _present(ctx: Context, datasets) -> tuple[list[str], list[V.Evidence]]:
              for d in datasets if d not in have])
 
 
-def _significant(ctx: Context, treated: str, expected: dict[str, str | None]) -> Verdict:
+def _significant(ctx: ArtifactContext, treated: str, expected: dict[str, str | None]) -> Verdict:
     """expected: dataset -> '*' / '**' (the paper's significance level) or None (the paper
     finds no significant improvement). The paper's own test: one-tailed paired t-test."""
     df = frame(ctx)

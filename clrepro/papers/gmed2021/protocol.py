@@ -134,11 +134,36 @@ def alpha_beta(dataset: str, options: dict[str, Any]) -> tuple[float, float]:
             (options.get("gmed.beta") or {}).get(dataset, beta))
 
 
+# -- memory sizes and the tuning runs a tuned value is selected from (§4.7) ----------------
+def default_memory(dataset: str, method: str, scale: str) -> int:
+    base = "er" if method in ("iid_online", "iid_offline") else method
+    if base not in MEMORY_METHODS:
+        return 0
+    return MEMORY.get(dataset, 500) if scale != "smoke" else 100
+
+
+def tuning_grid(scale: str) -> tuple[list[float], list[float]]:
+    alphas, betas = TUNE_GRIDS[OPTION_DEFAULTS["tune.grid"] if scale == "full" else "quick"]
+    return (alphas[:2], betas[:1]) if scale == "smoke" else (alphas, betas)
+
+
+def tuning_run(dataset: str, scale: str, method: str, overrides: tuple) -> RunSpec:
+    """One grid cell: seed 0 (one seed per cell, whatever the experiment's seeds), the
+    first three tasks, up to tune.max_epochs passes (§4.7)."""
+    return RunSpec(bench_name(dataset, scale), method, 0, default_memory(dataset, "er", scale),
+                   OPTION_DEFAULTS["tune.max_epochs"], (*overrides, ("tune", True)))
+
+
+def random_edit_tuning(dataset: str, scale: str) -> list[RunSpec]:
+    """Random Edit's stride alpha_r is tuned on the alpha grid like GMED's alpha (§4.5, §4.7);
+    its Table 3 runs use the selected value."""
+    alphas, _ = tuning_grid(scale)
+    return [tuning_run(dataset, scale, "er_random_edit", (("gmed.alpha", a),)) for a in alphas]
+
+
 def random_edit_alpha(dataset: str, scale: str, options: dict[str, Any]):
     """Random Edit's stride: the configured value, else tuned on the alpha grid like GMED's
     alpha (§4.5 "tuned like alpha"); the training job reads the tuning runs' records."""
-    from clrepro.papers.gmed2021.runs import random_edit_tuning  # runs imports this module
-
     fixed = (options.get("random_edit.alpha") or {}).get(dataset)
     return fixed if fixed is not None else tuned_by(random_edit_tuning(dataset, scale))
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from clrepro.papers.gmed2021.protocol import (MEMORY, MEMORY_METHODS, OPTION_DEFAULTS, TUNE_GRIDS,
-                                              bench_name, datasets)
+from clrepro.papers.gmed2021.protocol import (OPTION_DEFAULTS, bench_name, datasets,
+                                              default_memory, random_edit_tuning, tuning_grid,
+                                              tuning_run)
 from clrepro.spec import RunSpec
 
 TABLE2_METHODS = ["finetune", "iid_online", "agem", "gem", "gss", "bgd", "hal", "er", "mir",
@@ -40,13 +41,6 @@ def seeds(scale: str, method: str = "er", chosen: list[int] | None = None) -> li
     return list(range(5)) if method in PAIRED else [0, 1]  # >= 5 seeds for the paired tests
 
 
-def default_memory(dataset: str, method: str, scale: str) -> int:
-    base = "er" if method in ("iid_online", "iid_offline") else method
-    if base not in MEMORY_METHODS:
-        return 0
-    return MEMORY.get(dataset, 500) if scale != "smoke" else 100
-
-
 def spec(dataset: str, method: str, seed: int, scale: str, memory: int | None = None,
          overrides: tuple = ()) -> RunSpec:
     """A run of a Table-2 method; iid online / offline are the iid learner with 1 / 5 passes."""
@@ -72,25 +66,6 @@ def table2(scale: str, chosen: list[int] | None = None, options: dict | None = N
             for s in seeds(scale, m, chosen)]
 
 
-def tuning_grid(scale: str) -> tuple[list[float], list[float]]:
-    alphas, betas = TUNE_GRIDS[OPTION_DEFAULTS["tune.grid"] if scale == "full" else "quick"]
-    return (alphas[:2], betas[:1]) if scale == "smoke" else (alphas, betas)
-
-
-def _tuning_run(dataset: str, scale: str, method: str, overrides: tuple) -> RunSpec:
-    """One grid cell: seed 0 (one seed per cell, whatever the experiment's seeds), the
-    first three tasks, up to tune.max_epochs passes (§4.7)."""
-    return RunSpec(bench_name(dataset, scale), method, 0, default_memory(dataset, "er", scale),
-                   OPTION_DEFAULTS["tune.max_epochs"], (*overrides, ("tune", True)))
-
-
-def random_edit_tuning(dataset: str, scale: str) -> list[RunSpec]:
-    """Random Edit's stride alpha_r is tuned on the alpha grid like GMED's alpha (§4.5, §4.7);
-    its Table 3 runs use the selected value."""
-    alphas, _ = tuning_grid(scale)
-    return [_tuning_run(dataset, scale, "er_random_edit", (("gmed.alpha", a),)) for a in alphas]
-
-
 def tuning(scale: str, chosen: list[int] | None = None, options: dict | None = None) -> list[RunSpec]:
     """§4.7: ER+GMED over the alpha x beta grid (quick and smoke: on Split MNIST's stand-in
     only, spec §6), and Random Edit over the alpha grid on every dataset (Table 3 needs it)."""
@@ -98,7 +73,7 @@ def tuning(scale: str, chosen: list[int] | None = None, options: dict | None = N
     runs = []
     for d in datasets(scale):
         if scale == "full" or d == "split_mnist":
-            runs += [_tuning_run(d, scale, "er_gmed", (("gmed.alpha", a), ("gmed.beta", b)))
+            runs += [tuning_run(d, scale, "er_gmed", (("gmed.alpha", a), ("gmed.beta", b)))
                      for a in alphas for b in betas]
         runs += random_edit_tuning(d, scale)
     return runs

@@ -17,7 +17,7 @@ from clrepro.analysis.collect import mean_sd
 from clrepro.analysis.embed import tsne
 from clrepro.analysis.plots import setup_style
 from clrepro.analysis.tables import fmt_mean_sd
-from clrepro.papers.base import Context, Rendered
+from clrepro.papers.base import ArtifactContext, Rendered
 from clrepro.papers.mnemonics2020 import numbers as N
 from clrepro.papers.mnemonics2020 import protocol as P
 from clrepro.papers.mnemonics2020 import runs as R
@@ -37,7 +37,7 @@ QUICK_NOTE = ("Quick stand-in (spec §6, shrunk to fit the quick budget): Fashio
               f"{P.MNEMONICS['quick'][1]} inner steps. Values are not comparable with the paper's.")
 
 
-def frame(ctx: Context) -> pd.DataFrame:
+def frame(ctx: ArtifactContext) -> pd.DataFrame:
     """One row per run: dataset, N, row (Table 1 row / Table 2 variant / joint_cil), seed,
     status, Ā and F in %, the phase accuracies A_i and, for the upper bound, its class count."""
     rows = []
@@ -124,7 +124,7 @@ def _shown(df, row, d, n, metric) -> str:
     return f"{text} ({note})" if note else text
 
 
-def _table(ctx: Context, rows, paper_acc, paper_f, settings) -> Rendered:
+def _table(ctx: ArtifactContext, rows, paper_acc, paper_f, settings) -> Rendered:
     df = frame(ctx)
     present = [(d, n) for d, n in settings
                if len(df) and ((df["dataset"] == d) & (df["n"] == n)
@@ -159,13 +159,13 @@ def _paper_row(row: str) -> str:
             "icarl_cil_ours": "icarl_ours"}.get(row, row)
 
 
-def render_table1(ctx: Context) -> Rendered:
+def render_table1(ctx: ArtifactContext) -> Rendered:
     rendered = _table(ctx, [*R.ROWS, *ctx.yours], N.TABLE1_ACC, N.TABLE1_F, N.SETTINGS)
     rendered.notes.insert(1, LWF_NOTE)
     return rendered
 
 
-def render_table2(ctx: Context) -> Rendered:
+def render_table2(ctx: ArtifactContext) -> Rendered:
     rendered = _table(ctx, R.TABLE2_ROWS, N.TABLE2_ACC, N.TABLE2_F, N.TABLE2_SETTINGS)
     rendered.notes.insert(1, "Every row is LUCIR with weight transfer and balanced fine-tuning; "
                              "'w/o adj.' keeps the old exemplars fixed, the others adjust them "
@@ -179,7 +179,7 @@ def render_table2(ctx: Context) -> Rendered:
 CURVES = ("lwf_cil", "icarl_cil", "bic", "lucir", "lucir_ours")
 
 
-def curves(ctx: Context) -> pd.DataFrame:
+def curves(ctx: ArtifactContext) -> pd.DataFrame:
     """Per phase: classes seen, mean accuracy, its 95 % CI half-width (1.96 sd / sqrt n)."""
     df = frame(ctx)
     rows = []
@@ -205,7 +205,7 @@ def curves(ctx: Context) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def render_fig4(ctx: Context) -> Rendered:
+def render_fig4(ctx: ArtifactContext) -> Rendered:
     setup_style()
     table = curves(ctx)
     panels = sorted({(d, n) for d, n in zip(table["dataset"], table["n"])}) if len(table) else []
@@ -249,7 +249,7 @@ def render_fig4(ctx: Context) -> Rendered:
 
 # ----------------------------------------------------------------------------- Figs. 1, 5
 
-def exemplar_features(ctx: Context) -> dict[tuple[str, int], dict[str, torch.Tensor]]:
+def exemplar_features(ctx: ArtifactContext) -> dict[tuple[str, int], dict[str, torch.Tensor]]:
     """(row, phase) -> {"exemplars"/"real": features, "exemplar_labels"/"real_labels"} from
     the logged runs (first seed, N = 5)."""
     out: dict[tuple[str, int], dict[str, list]] = {}
@@ -284,7 +284,7 @@ def placement(entry: dict[str, torch.Tensor]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _tsne_panels(ctx: Context, rows_phases: list[tuple[str, int]], title: str, max_classes: int):
+def _tsne_panels(ctx: ArtifactContext, rows_phases: list[tuple[str, int]], title: str, max_classes: int):
     setup_style()
     data = exemplar_features(ctx)
     panels = [(r, p) for r, p in rows_phases if (r, p) in data]
@@ -326,14 +326,14 @@ def _tsne_panels(ctx: Context, rows_phases: list[tuple[str, int]], title: str, m
                         ["relative_distance", "knn_agreement"]].mean().round(3) if len(out) else out)
 
 
-def render_fig1(ctx: Context) -> Rendered:
+def render_fig1(ctx: ArtifactContext) -> Rendered:
     last = max((p for _, p in exemplar_features(ctx)), default=0)
     return _tsne_panels(ctx, [(r, p) for p in (0, last) for r in ("random", "herding", "lucir_ours")],
                         "Random, herding and mnemonics exemplars in feature space (Mnemonics Fig. 1)",
                         max_classes=5)
 
 
-def render_fig5(ctx: Context) -> Rendered:
+def render_fig5(ctx: ArtifactContext) -> Rendered:
     return _tsne_panels(ctx, [(r, p) for r in ("lucir", "lucir_ours") for p in (0, 2, 4)],
                         "Herding (LUCIR) vs mnemonics (LUCIR w/ ours) exemplars, phases 0, 2, 4 "
                         "(Mnemonics Fig. 5)", max_classes=7)

@@ -7,7 +7,7 @@ datasets, other N or the paper's values list those parts as not checkable at thi
 from __future__ import annotations
 
 from clrepro.analysis import verdicts as V
-from clrepro.papers.base import Context
+from clrepro.papers.base import ArtifactContext
 from clrepro.papers.mnemonics2020 import numbers as N
 from clrepro.papers.mnemonics2020 import runs as R
 from clrepro.papers.mnemonics2020.artifacts import (exemplar_features, frame, not_moved, placement,
@@ -20,7 +20,7 @@ def _setting(d: str, n: int) -> str:
     return f"{R.DATASET_TITLES[d]} N={n}"
 
 
-def _present(ctx: Context, settings, rows) -> tuple:
+def _present(ctx: ArtifactContext, settings, rows) -> tuple:
     df = frame(ctx)
     have = [(d, n) for d, n in settings
             if len(df) and ((df["dataset"] == d) & (df["n"] == n) & df["row"].isin(rows)).any()]

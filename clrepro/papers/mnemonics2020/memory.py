@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 
-from clrepro.papers.mnemonics2020 import protocol as P
+from clrepro.papers.mnemonics2020 import sizes as P
 
 GB = 1e9
 SHAPES = {"cifar100": (3, 32, 32), "imagenet_subset": (3, 224, 224), "imagenet": (3, 224, 224)}

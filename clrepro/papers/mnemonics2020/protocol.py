@@ -16,6 +16,9 @@ from typing import Any
 
 from clrepro.data.definitions import BenchmarkDef
 from clrepro.papers.mnemonics2020.classes import CIFAR100_ORDER, FMNIST_ORDER, IMAGENET_ORDER
+from clrepro.papers.mnemonics2020.memory import bilevel_plan
+from clrepro.papers.mnemonics2020.sizes import (BATCH, DATASETS, FIXED_TOTAL, MNEMONICS,  # noqa: F401
+                                                PER_CLASS, PHASES, model_spec)
 from clrepro.papers.table import OMIT, values
 from clrepro.spec import RunSpec
 
@@ -48,12 +51,7 @@ MILESTONES = {"cifar100": [80, 120], "imagenet_subset": [30, 60], "imagenet": [3
               "fmnist": [3, 5]}
 SMOKE_EPOCHS, SMOKE_MILESTONES = 2, [1]
 SGD = {"name": "sgd", "momentum": 0.9, "weight_decay": 5e-4}
-LR, BATCH = 0.1, 128
-PER_CLASS, FIXED_TOTAL = 20, 2000
-# §4.5 exemplar level (paper; quick: 1 outer epoch of 10 inner steps, shrunk from spec §6's 5
-# to fit the quick budget: with one meta-update per validation mini-batch (amended §4.5) that
-# is 10 meta-updates in phase 0, where the old schedule's 3 epochs made 3)
-MNEMONICS = {"full": (50, 50), "quick": (1, 10), "smoke": (1, 2)}  # outer epochs, inner steps
+LR = 0.1
 MNEMONICS_LR = INNER_LR = FINETUNE_LR = 0.01
 FINETUNE_EPOCHS = {"full": 50, "quick": 5, "smoke": 1}
 KD_LAMBDA, KD_TAU = 0.5, 2.0
@@ -65,12 +63,10 @@ BIC = {"bic.val_fraction": 0.1, "bic.epochs": {"full": 200, "quick": 200, "smoke
        "bic.momentum": 0.9, "bic.beta_l2": 0.1}
 
 METHODS = ("lwf_cil", "icarl_cil", "bic", "lucir")
-PHASES = (5, 10, 25)
 # Table 2 rows: exemplar kind, old-exemplar adjustment (all with weight transfer, LUCIR)
 VARIANTS = {"ours": ("mnemonics", True), "ours_noadj": ("mnemonics", False),
             "random": ("random", True), "random_noadj": ("random", False),
             "herding": ("herding", True), "herding_noadj": ("herding", False)}
-DATASETS = ("cifar100", "imagenet_subset", "imagenet")
 
 
 def bench_name(dataset: str, n: int, scale: str) -> str | None:
@@ -121,14 +117,6 @@ def benchmarks(scale: str, options: dict[str, Any]) -> dict[str, BenchmarkDef]:
                                  classes_per_task=500 // n, first_task_classes=500,
                                  class_list=IMAGENET_ORDER, **common))
     return {d.name: d for d in defs}
-
-
-def model_spec(dataset: str, scale: str) -> dict[str, Any]:
-    if scale != "full":  # LUCIR ResNet-32 with one block per stage (spec §6), 1x14x14 input
-        return {"name": "resnet32_lucir", "blocks_per_stage": 1, "normalize": True}
-    if dataset == "cifar100":
-        return {"name": "resnet32_lucir", "normalize": True}
-    return {"name": "resnet18_lucir", "normalize": True}
 
 
 def variant_flags(method: str, variant: str | None) -> dict[str, Any]:
@@ -191,8 +179,6 @@ def hyperparams(spec: RunSpec, options: dict[str, Any]) -> dict[str, Any]:
                    "mnemonics.schedule": options["mnemonics.schedule"],
                    "mnemonics.recompute": False})  # the stand-ins' unroll fits: plain, fastest
         if scale == "full":  # recompute the unroll, inner mini-batches where they do not fit
-            from clrepro.papers.mnemonics2020.memory import bilevel_plan
-
             try:
                 hp.update(bilevel_plan(dataset, n, options["gpu_memory_gb"]))
             except MemoryError as exc:  # a config error, named before any job starts
