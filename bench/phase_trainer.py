@@ -24,7 +24,7 @@ from clrepro.bilevel import meta_gradient
 from clrepro.methods import METHODS
 from clrepro.models import build_model
 from clrepro.phases import train_phases
-from clrepro.trainset import crop_flip
+from clrepro.augment import crop_flip
 
 
 def hp(blocks: int) -> dict:

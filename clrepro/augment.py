@@ -1,22 +1,108 @@
-"""Regenerable data augmentation (BLD §3.5): views whose parameters are drawn, never stored.
+"""Data augmentation: every training transform of the suite, in one place.
 
-A view is one transformation (crop offset, flip, rotation angle, colour factors) applied to
-every image of a batch, as the paper stores "the transformation type and parameters" per
-view. Its parameters come from a generator seeded by (run seed, batch index, view index), so
-any pass over the batch -- BLD's warm-up and both joint steps -- regenerates exactly the
-same images without keeping them. Views are applied batched on the images' device with
+Per image (the phase trainer, clrepro.trainset): `crop_flip`, CIFAR's random crop after zero
+padding and horizontal flip, batched on the device; `random_resized_crop` and `flip`,
+ImageNet's training transform, applied by the DataLoader workers that decode file-backed
+images (clrepro.data.images) and, on images already in memory, by `augment_tensors`. The
+run's hyperparameters name which (`augment`: keys augment.crop_pad, augment.flip,
+augment.resized_crop).
+
+Per batch (BLD §3.5, regenerable; hp `augment`: {views, crop_pad, flip, rotate, jitter}):
+views whose parameters are drawn, never stored. A view is one transformation (crop offset,
+flip, rotation angle, colour factors) applied to every image of a batch, as the paper
+stores "the transformation type and parameters" per view. Its parameters come from a
+generator seeded by (run seed, batch index, view index), so any pass over the batch --
+BLD's warm-up and both joint steps -- regenerates exactly the same images without keeping
+them. Views are applied batched on the images' device with
 torchvision.transforms.v2 functional ops, to inputs in [0, 1] (normalisation is the
 network's first layer, so it comes after).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from clrepro.devices import to_device
 from clrepro.seeds import derive_seed
+
+RRC_SCALE, RRC_RATIO = (0.08, 1.0), (3 / 4, 4 / 3)  # torchvision's RandomResizedCrop defaults
+
+
+# -- per image: the phase trainer ---------------------------------------------------------
+def augment(x: torch.Tensor, hp: dict[str, Any], gen: torch.Generator) -> torch.Tensor:
+    """The training transform a run's hp names, on in-memory images in [0, 1]."""
+    if hp.get("augment.resized_crop"):
+        return augment_tensors(x, hp["augment.resized_crop"], gen)
+    return crop_flip(x, hp["augment.crop_pad"], hp["augment.flip"], gen)
+
+
+def crop_flip(x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator) -> torch.Tensor:
+    """Per-image random crop (after zero padding) and horizontal flip, batched: the standard
+    CIFAR augmentation of the official code, drawn from `gen` (on the CPU)."""
+    n, c, h, w = x.shape
+    # the draws (in this order, so that the CPU streams stay as they were) go to the device
+    # in one copy, from pinned memory without blocking
+    draws = []
+    if pad:
+        draws += [torch.randint(0, 2 * pad + 1, (n,), generator=gen),
+                  torch.randint(0, 2 * pad + 1, (n,), generator=gen)]
+    if flip:
+        draws.append((torch.rand(n, generator=gen) < 0.5).long())
+    if not draws:
+        return x.contiguous()
+    draws = to_device(torch.stack(draws), x.device)
+    if pad:
+        top, left = draws[0], draws[1]
+        padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+        rows = (top[:, None] + torch.arange(h, device=x.device))[:, :, None]
+        cols = (left[:, None] + torch.arange(w, device=x.device))[:, None, :]
+        x = padded[torch.arange(n, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+    if flip:
+        mirror = draws[-1].bool()
+        x = torch.where(mirror[:, None, None, None], x.flip(-1), x)
+    return x.contiguous()
+
+
+def random_resized_crop(image: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+    """torchvision's RandomResizedCrop (scale 0.08-1, ratio 3/4-4/3; up to 10 draws, then the
+    centre crop of the clamped ratio), its parameters drawn from `gen`."""
+    from torchvision.transforms.v2 import functional as TF
+
+    _, h, w = image.shape
+    area = h * w
+    log_lo, log_hi = math.log(RRC_RATIO[0]), math.log(RRC_RATIO[1])
+    for _ in range(10):
+        u = torch.rand(2, generator=gen, dtype=torch.float64).tolist()
+        target = area * (RRC_SCALE[0] + (RRC_SCALE[1] - RRC_SCALE[0]) * u[0])
+        ratio = math.exp(log_lo + (log_hi - log_lo) * u[1])
+        cw, ch = round(math.sqrt(target * ratio)), round(math.sqrt(target / ratio))
+        if 0 < cw <= w and 0 < ch <= h:
+            top = int(torch.randint(0, h - ch + 1, (1,), generator=gen))
+            left = int(torch.randint(0, w - cw + 1, (1,), generator=gen))
+            break
+    else:
+        ratio = min(max(w / h, RRC_RATIO[0]), RRC_RATIO[1])
+        cw, ch = (w, round(w / ratio)) if w / h > ratio else (round(h * ratio), h)
+        cw, ch = min(cw, w), min(ch, h)
+        top, left = (h - ch) // 2, (w - cw) // 2
+    return TF.resized_crop(image, top, left, ch, cw, [size, size], antialias=True)
+
+
+def flip(image: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    return image.flip(-1) if float(torch.rand((), generator=gen)) < 0.5 else image
+
+
+def augment_tensors(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+    """The training transform on images already in memory (exemplars of a file-backed
+    benchmark), one image at a time on their device."""
+    return torch.stack([flip(random_resized_crop(image, size, gen), gen) for image in x])
+
+
+# -- per batch, regenerable: BLD's views ----------------------------------------------------
 
 
 @dataclass(frozen=True)

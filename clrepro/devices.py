@@ -122,3 +122,11 @@ def choose_device(preference: str, wants_gpu: bool, slots_per_gpu: int = 1) -> t
         log.info("this run would use a GPU but none is visible: training on the CPU")
         return torch.device("cpu")
     return torch.device("cuda:0")
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor on `device`: on an accelerator pinned and copied without blocking the
+    host (the copy is ordered before the kernels that read it)."""
+    if device.type == "cpu":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)

@@ -2,7 +2,7 @@
 
 A TrainingSet is a phase's task data plus the method's exemplars. On tensor benchmarks every
 row is in memory (x, y): a batch is cut from them and augmented on the device -- random crop
-after zero padding and a horizontal flip, CIFAR's augmentation (`crop_flip`). On file-backed
+after zero padding and a horizontal flip, CIFAR's augmentation (clrepro.augment.crop_flip). On file-backed
 benchmarks (ImageNet) the task's images stay files: they are rows 0 .. len(files)-1, decoded
 and augmented (random-resized crop, flip) by DataLoader workers while the device trains, and
 copied from pinned memory without blocking; the in-memory rows (exemplars) get the same
@@ -16,50 +16,10 @@ from typing import Any, Iterator
 
 import torch
 
-from clrepro.data.images import ImageFiles, augment_tensors, image_seed
+from clrepro.augment import augment
+from clrepro.data.images import ImageFiles, image_seed
 from clrepro.data.transforms import as_float
-
-
-def crop_flip(x: torch.Tensor, pad: int, flip: bool, gen: torch.Generator) -> torch.Tensor:
-    """Per-image random crop (after zero padding) and horizontal flip, batched: the standard
-    CIFAR augmentation of the official code, drawn from `gen` (on the CPU)."""
-    n, c, h, w = x.shape
-    # the draws (in this order, so that the CPU streams stay as they were) go to the device
-    # in one copy, from pinned memory without blocking
-    draws = []
-    if pad:
-        draws += [torch.randint(0, 2 * pad + 1, (n,), generator=gen),
-                  torch.randint(0, 2 * pad + 1, (n,), generator=gen)]
-    if flip:
-        draws.append((torch.rand(n, generator=gen) < 0.5).long())
-    if not draws:
-        return x.contiguous()
-    draws = to_device(torch.stack(draws), x.device)
-    if pad:
-        top, left = draws[0], draws[1]
-        padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-        rows = (top[:, None] + torch.arange(h, device=x.device))[:, :, None]
-        cols = (left[:, None] + torch.arange(w, device=x.device))[:, None, :]
-        x = padded[torch.arange(n, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
-    if flip:
-        mirror = draws[-1].bool()
-        x = torch.where(mirror[:, None, None, None], x.flip(-1), x)
-    return x.contiguous()
-
-
-def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A CPU tensor on `device`: on an accelerator pinned and copied without blocking the
-    host (the copy is ordered before the kernels that read it)."""
-    if device.type == "cpu":
-        return t
-    return t.pin_memory().to(device, non_blocking=True)
-
-
-def augment(x: torch.Tensor, hp: dict[str, Any], gen: torch.Generator) -> torch.Tensor:
-    """The training transform a run's hp names, on in-memory images in [0, 1]."""
-    if hp.get("augment.resized_crop"):
-        return augment_tensors(x, hp["augment.resized_crop"], gen)
-    return crop_flip(x, hp["augment.crop_pad"], hp["augment.flip"], gen)
+from clrepro.devices import to_device
 
 
 @dataclass

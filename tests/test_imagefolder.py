@@ -14,7 +14,8 @@ from clrepro.data import imagefolder, imagenet_classes, store
 from clrepro.data.benchmarks import TaskData
 from clrepro.data.definitions import DataSettings
 from clrepro.data.imagefolder import ClassListError
-from clrepro.data.images import ImageFiles, random_resized_crop
+from clrepro.augment import random_resized_crop
+from clrepro.data.images import ImageFiles
 from clrepro.data.sources import MissingDataError
 from clrepro.methods import METHODS
 from clrepro.papers.mnemonics2020 import protocol

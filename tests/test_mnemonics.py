@@ -16,7 +16,7 @@ from clrepro.exemplars import herding
 from clrepro.methods import METHODS
 from clrepro.papers.mnemonics2020 import classes
 from clrepro.phases import train_phases
-from clrepro.trainset import crop_flip
+from clrepro.augment import crop_flip
 
 CPU = torch.device("cpu")
 

@@ -13,7 +13,6 @@ the decoding.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,12 +22,12 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
+from clrepro.augment import flip, random_resized_crop
 from clrepro.data.transforms import as_float
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESIZE, CROP = 256, 224
-RRC_SCALE, RRC_RATIO = (0.08, 1.0), (3 / 4, 4 / 3)  # torchvision's RandomResizedCrop defaults
 
 
 @dataclass
@@ -153,38 +152,3 @@ def test_transform(image: torch.Tensor, size: int = CROP) -> torch.Tensor:
 
     image = TF.resize(image, round(size * RESIZE / CROP), antialias=True)
     return TF.center_crop(image, [size, size]).contiguous()
-
-
-def random_resized_crop(image: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
-    """torchvision's RandomResizedCrop (scale 0.08-1, ratio 3/4-4/3; up to 10 draws, then the
-    centre crop of the clamped ratio), its parameters drawn from `gen`."""
-    from torchvision.transforms.v2 import functional as TF
-
-    _, h, w = image.shape
-    area = h * w
-    log_lo, log_hi = math.log(RRC_RATIO[0]), math.log(RRC_RATIO[1])
-    for _ in range(10):
-        u = torch.rand(2, generator=gen, dtype=torch.float64).tolist()
-        target = area * (RRC_SCALE[0] + (RRC_SCALE[1] - RRC_SCALE[0]) * u[0])
-        ratio = math.exp(log_lo + (log_hi - log_lo) * u[1])
-        cw, ch = round(math.sqrt(target * ratio)), round(math.sqrt(target / ratio))
-        if 0 < cw <= w and 0 < ch <= h:
-            top = int(torch.randint(0, h - ch + 1, (1,), generator=gen))
-            left = int(torch.randint(0, w - cw + 1, (1,), generator=gen))
-            break
-    else:
-        ratio = min(max(w / h, RRC_RATIO[0]), RRC_RATIO[1])
-        cw, ch = (w, round(w / ratio)) if w / h > ratio else (round(h * ratio), h)
-        cw, ch = min(cw, w), min(ch, h)
-        top, left = (h - ch) // 2, (w - cw) // 2
-    return TF.resized_crop(image, top, left, ch, cw, [size, size], antialias=True)
-
-
-def flip(image: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    return image.flip(-1) if float(torch.rand((), generator=gen)) < 0.5 else image
-
-
-def augment_tensors(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
-    """The training transform on images already in memory (exemplars of a file-backed
-    benchmark), one image at a time on their device."""
-    return torch.stack([flip(random_resized_crop(image, size, gen), gen) for image in x])
