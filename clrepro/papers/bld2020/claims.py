@@ -63,7 +63,17 @@ def c1(ctx: ArtifactContext) -> Verdict:
     return V.combine(parts, [learns(df, [(d, 2) for d in present])])
 
 
+# spec §6 lists what the quick stand-ins can check; the rest needs the paper's regime (its
+# datasets, a width-64 ResNet-18, about 50 times the steps per task and 50 views), which the
+# stand-ins lack: there those claims are "not checkable", never "does not hold"
+STAND_IN = ("spec §6: not checkable from the quick stand-ins (digits and Fashion-MNIST, a "
+            "width-8 ResNet-18, far fewer steps and views than the paper's regime)")
+
+
 def c2(ctx: ArtifactContext) -> Verdict:
+    if ctx.quick:
+        return V.combine([V.not_checkable("which of Finetune, L2, BLD has the best 2-task Avg.",
+                                          STAND_IN)])
     df, present, parts = _parts(ctx, ("mnist", "cifar10", "svhn"), 2)
     best = {"mnist": "batch_l2", "cifar10": "bld", "svhn": "bld"}
     for d in present:
@@ -77,7 +87,7 @@ def c3(ctx: ArtifactContext) -> Verdict:
     for d in present:
         parts.append(V.paired(values(df, "bld", d, 2, "t0"), values(df, "mc_finetune", d, 2, "t0"),
                               f"{R.DATASET_TITLES[d]}: BLD T0 > Finetune T0"))
-        if d != "mnist":
+        if d != "mnist" and not ctx.quick:  # spec §6: only the T0 part at quick scale
             parts.append(V.paired(values(df, "bld", d, 2, "t1"), values(df, "mc_finetune", d, 2, "t1"),
                                   f"{R.DATASET_TITLES[d]}: BLD T1 > Finetune T1 (forward transfer)"))
     return V.combine(parts, [learns(df, [(d, 2) for d in present])])
@@ -97,17 +107,20 @@ def _gap_fraction(ft, bld, off) -> dict[int, float]:
 
 def c4(ctx: ArtifactContext) -> Verdict:
     """BLD closes about half of the Finetune -> offline LwF gap (paper: 45 % on MNIST, 63 % on
-    SVHN). Every scale: both ends, BLD above Finetune and below offline LwF, per seed; full
-    scale: the closed fraction (BLD - FT) / (LwF_off - FT) within GAP_MARGIN of the paper's."""
+    SVHN): both ends, BLD above Finetune and below offline LwF, per seed, and the closed
+    fraction (BLD - FT) / (LwF_off - FT) within GAP_MARGIN of the paper's. Full scale only
+    (spec §6)."""
+    if ctx.quick:
+        return V.combine([V.not_checkable("the share of the Finetune -> offline LwF gap BLD "
+                                          "closes", STAND_IN)])
     df, present, parts = _parts(ctx, ("mnist", "svhn"), 2)
     for d in present:
         ft, bld, off = (values(df, r, d, 2) for r in ("mc_finetune", "bld", "lwf_offline"))
         parts.append(V.paired(bld, ft, f"{R.DATASET_TITLES[d]}: BLD Avg. > Finetune"))
         parts.append(V.paired(off, bld, f"{R.DATASET_TITLES[d]}: offline LwF Avg. > BLD"))
-        if not ctx.quick:
-            parts.append(V.equivalent(_gap_fraction(ft, bld, off), GAP_FRACTION[d], GAP_MARGIN,
-                                      f"{R.DATASET_TITLES[d]}: fraction of the gap closed = "
-                                      f"{GAP_FRACTION[d]:.2f}"))
+        parts.append(V.equivalent(_gap_fraction(ft, bld, off), GAP_FRACTION[d], GAP_MARGIN,
+                                  f"{R.DATASET_TITLES[d]}: fraction of the gap closed = "
+                                  f"{GAP_FRACTION[d]:.2f}"))
     settings = [(d, 2) for d in present]
     return V.combine(parts, _regime(ctx, df, settings),
                      summary="paper: BLD closes 45 % (MNIST) and 63 % (SVHN) of the gap")
