@@ -6,10 +6,10 @@ Per phase i the network's head covers the classes seen so far (phase 0: the base
 it grows when a phase begins, and a frozen copy of the previous network is kept for
 distillation. The phase trains on D_i and the exemplars of every old class; at its end the
 new classes' exemplars are chosen by the exemplar components (clrepro.memory.exemplars:
-random, herding; clrepro.memory.mnemonics: their mnemonics optimisation, and the old
+random, herding; clrepro.memory.mnemonics: their mnemonics optimisation and the old
 exemplars' adjustment), optionally followed by class-balanced fine-tuning on the exemplars
-alone. "X w/ ours" (Table 1) is X with mnemonics exemplars,
-weight transfer from phase 1 and balanced fine-tuning.
+alone. "X w/ ours" (Table 1) is X with mnemonics exemplars, weight transfer from phase 1
+and balanced fine-tuning.
 
 Exemplars are kept as the stream gave them (uint8) until an optimisation moves them
 (clrepro.memory.exemplars.ExemplarSet).
@@ -239,6 +239,8 @@ class ClassIncremental(Method):
         if self.mnemonics is not None:
             return self.mnemonics.preflight_peak(t, peak_during)
         seen = [c for q in range(t + 1) for c in self.phase_classes[q]]
+        # a mini-batch of the stream's images alive beside the stored exemplars (end_task
+        # reads the new classes' images to select from)
         peak, _ = self.preflight_measure(
             peak_during, lambda: (self.preflight_validation(), self.preflight_store(seen)))
         return int(peak)
