@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from clrepro.methods.lookahead import lookahead_losses
+
 BER_VARIANTS = ("even", "ber0", "ber1", "ber2")
 
 
@@ -44,7 +46,6 @@ class MaximallyInterfered:
 
     def interference(self, mem, cand, x, y, model) -> torch.Tensor:
         """Loss increase of each candidate after one virtual SGD step on the stream batch."""
-        from clrepro.methods.lookahead import lookahead_losses  # methods import memory
         before, after = lookahead_losses(model, mem.x[cand], mem.y[cand], x, y, self.lr)
         return after - before
 

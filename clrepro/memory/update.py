@@ -14,6 +14,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from clrepro.memory.retrieval import uniform_slots
+
 RING_POLICIES = ("last_m", "ring_shared_pointer")
 CLASS_UPDATES = ("ring", "reservoir")
 
@@ -55,7 +57,6 @@ class GradientDiverse:
         self.scores = torch.zeros(capacity, dtype=torch.float64)
 
     def add(self, mem, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> None:
-        from clrepro.memory.retrieval import uniform_slots
         gen = mem.gen
         new = F.normalize(self.gradients(x, y), dim=1)
         ref = uniform_slots(mem, self.compare)
