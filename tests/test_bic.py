@@ -37,7 +37,7 @@ def test_the_validation_part_is_balanced_and_never_trained_on(monkeypatch):
     from clrepro.methods import cil
 
     def finetune(self, t):  # record what the balanced fine-tuning trains on
-        trained.append(self.exemplar_set()[0].clone())
+        trained.append(self.exemplars.stacked()[0].clone())
 
     monkeypatch.setattr(cil.ClassIncremental, "balanced_finetune", finetune)
     seen = {}

@@ -16,6 +16,7 @@ from clrepro.data.definitions import BenchmarkDef, DataSettings
 from clrepro.data.sources import load_source
 from clrepro.data.tracks import materialize_track
 from clrepro.memory import ClassBalancedMemory
+from clrepro.memory.retrieval import balanced as ber_draw, uniform_with_replacement
 from clrepro.methods import METHODS, Context
 from clrepro.methods.base import TaskStream
 from clrepro.methods.drl import drl_loss
@@ -73,13 +74,13 @@ def test_ber_draws_equally_from_every_class_in_memory():
     sizes = [40, 25, 5, 12]  # unbalanced holdings
     y = torch.cat([torch.full((n,), c) for c, n in enumerate(sizes)])
     mem.add(torch.zeros(len(y), 1, 1, 1), y, torch.zeros_like(y))
-    balanced = torch.cat([mem.y[mem.balanced(10, "class")] for _ in range(400)])
-    uniform = torch.cat([mem.y[mem.uniform(10)] for _ in range(400)])
+    balanced = torch.cat([mem.y[ber_draw(mem, 10, "class")] for _ in range(400)])
+    uniform = torch.cat([mem.y[uniform_with_replacement(mem, 10)] for _ in range(400)])
     counts = torch.bincount(balanced, minlength=4).numpy()
     assert counts.sum() == 4000 and stats.chisquare(counts).pvalue > 0.01
     # the same test rejects plain uniform replay, whose draws follow the holdings
     assert stats.chisquare(torch.bincount(uniform, minlength=4).numpy()).pvalue < 1e-6
-    assert mem.valid()[mem.balanced(10, "class")].all()
+    assert mem.valid()[ber_draw(mem, 10, "class")].all()
 
 
 def test_ber_with_fewer_slots_than_classes_keeps_the_current_one():
@@ -88,7 +89,7 @@ def test_ber_with_fewer_slots_than_classes_keeps_the_current_one():
     mem.add(torch.zeros(16, 1, 1, 1), y, torch.zeros_like(y))
     current = torch.arange(8) == 6
     for _ in range(20):
-        drawn = mem.y[mem.balanced(3, "class", current)].tolist()
+        drawn = mem.y[ber_draw(mem, 3, "class", current)].tolist()
         assert 6 in drawn and len(set(drawn)) == 3
 
 
@@ -100,7 +101,7 @@ def test_ber_variants_give_the_official_code_s_same_class_pairs(variant, pairs):
     y = torch.arange(8).repeat(3)
     mem.add(torch.zeros(24, 1, 1, 1), y, torch.zeros_like(y))
     for _ in range(10):
-        drawn = mem.y[mem.balanced(6, "class", torch.arange(8) == 5, variant)]
+        drawn = mem.y[ber_draw(mem, 6, "class", torch.arange(8) == 5, variant)]
         counts = torch.bincount(drawn, minlength=8)
         assert len(drawn) == 6 and counts[5] >= 1
         assert int((counts == 2).sum()) == pairs and int(counts.max()) <= 2
@@ -111,7 +112,7 @@ def test_ber_balances_over_tasks_when_asked():
     y = torch.tensor([0] * 30 + [1] * 30 + [2] * 30 + [3] * 6)
     t = (y >= 3).long()  # task 0 holds classes 0-2 (90 examples), task 1 class 3 (6)
     mem.add(torch.zeros(len(y), 1, 1, 1), y, t)
-    drawn = torch.cat([mem.t[mem.balanced(8, "task")] for _ in range(100)])
+    drawn = torch.cat([mem.t[ber_draw(mem, 8, "task")] for _ in range(100)])
     assert torch.bincount(drawn).tolist() == [400, 400]
 
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from scipy import stats
 
 from clrepro.analysis.stats import paired_greater, stars
-from clrepro.memory import ReservoirMemory
+from clrepro.memory import SlotMemory, uniform_slots
 from clrepro.methods import METHODS
 from clrepro.methods.agem import agem_project
 from clrepro.methods.gmed import gmed_direction
@@ -24,7 +24,7 @@ def test_reservoir_keeps_every_example_with_probability_capacity_over_n():
     counts = np.zeros(n_stream)
     gen = torch.Generator().manual_seed(1234)
     for _ in range(trials):
-        mem = ReservoirMemory(capacity, (1,), torch.device("cpu"), gen)
+        mem = SlotMemory(capacity, (1,), torch.device("cpu"), gen)
         for start in range(0, n_stream, 10):
             ids = torch.arange(start, start + 10, dtype=torch.float).view(-1, 1)
             mem.add(ids, torch.zeros(10, dtype=torch.long), torch.zeros(10, dtype=torch.long))
@@ -57,7 +57,7 @@ def test_mir_replays_the_most_interfered_candidates():
     state = mir.ctx.generator.get_state()
     chosen = mir.replay_indices(x, y)
     mir.ctx.generator.set_state(state)
-    cand = mir.memory.sample(20)
+    cand = uniform_slots(mir.memory, 20)
     # brute force: a real copy of the model, one real SGD step on the stream batch
     mx, my = mir.memory.x[cand], mir.memory.y[cand]
     with torch.no_grad():

@@ -162,9 +162,9 @@ def test_lucir_with_mnemonics_trains_on_files_and_resumes_identically(data_dir, 
     assert reference["status"] == "ok" and len(reference["R"]) == 2
     assert reference["memory_bytes"]["data_storage"] > 0
     assert reference["artifacts"]["p1/c50/exemplars"].shape[0] == 2
-    from clrepro.methods import cil
+    from clrepro.memory.mnemonics import MnemonicsProgram
 
-    real, calls = cil.ClassIncremental.optimise_exemplars, {"n": 0}
+    real, calls = MnemonicsProgram.optimise_exemplars, {"n": 0}
 
     def crash_once(self, *args, **kwargs):  # killed inside the second phase's exemplar work
         calls["n"] += 1
@@ -172,11 +172,11 @@ def test_lucir_with_mnemonics_trains_on_files_and_resumes_identically(data_dir, 
             raise RuntimeError("killed")
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(cil.ClassIncremental, "optimise_exemplars", crash_once)
+    monkeypatch.setattr(MnemonicsProgram, "optimise_exemplars", crash_once)
     ckpt = tmp_path / "run.ckpt.pt"
     with pytest.raises(RuntimeError, match="killed"):
         train_phases(bench, METHODS["lucir"], HP, 0, 1, CPU, checkpoint=ckpt, workers=2)
-    monkeypatch.setattr(cil.ClassIncremental, "optimise_exemplars", real)
+    monkeypatch.setattr(MnemonicsProgram, "optimise_exemplars", real)
     resumed = train_phases(bench, METHODS["lucir"], HP, 0, 1, CPU, checkpoint=ckpt, workers=2)
     assert resumed["timings"]["resumed"] == 1 and resumed["R"] == reference["R"]
 

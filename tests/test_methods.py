@@ -8,7 +8,7 @@ from clrepro.methods import METHODS, Context
 from clrepro.methods.ewc import EWC
 from clrepro.methods.gem import GEM
 from clrepro.methods.grads import flat_grad, group_gradients
-from clrepro.exemplars import herding
+from clrepro.memory.exemplars import herding
 from clrepro.models import build_model
 
 from conftest import tiny_benchmark

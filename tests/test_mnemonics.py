@@ -12,7 +12,7 @@ from clrepro.data.benchmarks import BenchmarkDef, materialize, prepare
 from clrepro.data.sources import synthetic
 from clrepro import bilevel
 from clrepro.bilevel import meta_gradient, unrolled
-from clrepro.exemplars import herding
+from clrepro.memory.exemplars import herding
 from clrepro.methods import METHODS
 from clrepro.papers.mnemonics2020 import classes
 from clrepro.phases import train_phases
@@ -226,10 +226,10 @@ def test_a_resumed_phase_trainer_ends_with_identical_metrics(tmp_path, monkeypat
     assert reference["status"] == "ok" and len(reference["R"]) == 3
     assert reference["R"][0][1] is None and reference["R"][2][2] is not None
     ckpt = tmp_path / "run.ckpt.pt"
-    from clrepro.methods import cil
+    from clrepro.memory.mnemonics import MnemonicsProgram
 
     calls = {"n": 0}
-    real = cil.ClassIncremental.optimise_exemplars
+    real = MnemonicsProgram.optimise_exemplars
 
     def crash_once(self, *args, **kwargs):  # die inside the second phase's exemplar work
         calls["n"] += 1
@@ -237,11 +237,11 @@ def test_a_resumed_phase_trainer_ends_with_identical_metrics(tmp_path, monkeypat
             raise Crash()
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(cil.ClassIncremental, "optimise_exemplars", crash_once)
+    monkeypatch.setattr(MnemonicsProgram, "optimise_exemplars", crash_once)
     with pytest.raises(Crash):
         train_phases(b, METHODS["lucir"], HP, 0, 1, CPU, checkpoint=ckpt)
     assert ckpt.is_file()
-    monkeypatch.setattr(cil.ClassIncremental, "optimise_exemplars", real)
+    monkeypatch.setattr(MnemonicsProgram, "optimise_exemplars", real)
     resumed = train_phases(b, METHODS["lucir"], HP, 0, 1, CPU, checkpoint=ckpt)
     assert resumed["timings"]["resumed"] == 1
     assert resumed["R"] == reference["R"]

@@ -12,6 +12,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from clrepro import cli, plan
 from clrepro.config import ConfigError as config_error
 from clrepro.methods import METHODS
+from clrepro.memory.exemplars import ExemplarSet
+from clrepro.memory.mnemonics import MnemonicsProgram
 from clrepro.preflight import estimate
 
 MB = 2 ** 20
@@ -158,7 +160,7 @@ def _end_task_peak(hp, direct: bool) -> int:
     with _meta_icarl_ours(hp) as (tracker, method):
         if direct:
             method.hp = {**hp, "mnemonics.outer_epochs": 1}
-            return tracker.peak_during(lambda: method._preflight_end_work(2, True))
+            return tracker.peak_during(lambda: method.mnemonics.preflight_work(2))
         return method.preflight_end_task(tracker.peak_during)
 
 
@@ -181,8 +183,8 @@ def _adjust_peak(hp, per_class: int) -> int:
     with _meta_icarl_ours({**hp, "exemplars.per_class": per_class}) as (tracker, method):
         method.grow_head(sum(OURS_SIZES[1:]))
         method.task = 2
-        method.exemplars = {c: torch.zeros(per_class, 3, 8, 8, device="meta") for c in range(10)}
-        return tracker.peak_during(lambda: method.adjust_old(2))
+        method.exemplars = ExemplarSet({c: torch.zeros(per_class, 3, 8, 8, device="meta") for c in range(10)})
+        return tracker.peak_during(lambda: method.mnemonics.adjust_old(2))
 
 
 @pytest.mark.parametrize("val_batch", [8, 64])  # several meta-updates per epoch; one
@@ -224,16 +226,16 @@ def test_pre_flight_stores_exemplars_as_a_run_does_uint8_until_an_optimisation_m
     seen = []
 
     def optimise(self, classes, *args, **kwargs):  # records the dtypes, moves them as a run does
-        seen.append({c: self.exemplars[c].dtype for c in sorted(self.exemplars)})
+        seen.append({c: self.m.exemplars[c].dtype for c in sorted(self.m.exemplars)})
         for c in classes:
-            self.exemplars[c] = self.exemplars[c].float()
+            self.m.exemplars[c] = self.m.exemplars[c].float()
 
-    monkeypatch.setattr(METHODS["icarl_cil"], "optimise_exemplars", optimise)
+    monkeypatch.setattr(MnemonicsProgram, "optimise_exemplars", optimise)
     ctx = Context((3, 8, 8), 10, 3, None, torch.device("meta"), torch.Generator().manual_seed(0),
                   [160] * 3, 0, ([0.5] * 3, [0.25] * 3), 0, [list(range(6)), [6, 7], [8, 9]],
                   lambda b: None)
     method = METHODS["icarl_cil"](ctx, _ours(**{"exemplars.kind": kind}))
-    method._preflight_end_work(2, True)
+    method.mnemonics.preflight_work(2)
     u8, f32 = torch.uint8, torch.float32
     adjusted = {c: f32 for c in range(8)} | {8: u8, 9: u8}  # adjust_a and adjust_b
     if kind == "mnemonics":  # phase 0's new set, the last phase's new set, adjust_a, adjust_b

@@ -8,7 +8,7 @@ import io
 import pytest
 import torch
 
-from clrepro import exemplars as ex
+from clrepro.memory import exemplars as ex
 from clrepro.data.transforms import as_float
 from clrepro.methods import METHODS
 from clrepro.phases import task_stream

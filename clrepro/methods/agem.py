@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from clrepro.memory import ReservoirMemory
+from clrepro.memory import SlotMemory, Uniform
 from clrepro.methods.base import Method, register
 from clrepro.methods.grads import flat_grad, set_flat_grad
 
@@ -39,16 +39,16 @@ class AGEM(Method):
 
     def __init__(self, ctx, hp):
         super().__init__(ctx, hp)
-        self.memory = ReservoirMemory(hp["memory"], ctx.input_shape, self.device, ctx.generator)
+        self.memory = SlotMemory(hp["memory"], ctx.input_shape, self.device, ctx.generator)  # reservoir
+        self.retrieval = Uniform()
         self.params = list(self.model.parameters())
 
     def observe(self, x, y, tasks):
         g_ref = None
         if len(self.memory):
-            idx = self.memory.sample(self.hp["agem.reference_size"])
-            mem = self.memory
+            idx = self.retrieval(self.memory, self.hp["agem.reference_size"])
             self.opt.zero_grad(set_to_none=True)
-            self.loss(mem.x[idx], mem.y[idx], mem.t[idx]).backward()
+            self.loss(*self.memory.batch(idx)).backward()
             g_ref = flat_grad(self.params)
         self.opt.zero_grad(set_to_none=True)
         self.loss(x, y, tasks).backward()

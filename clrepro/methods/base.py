@@ -70,7 +70,7 @@ class TaskStream:
 
 @dataclass
 class FileStream(TaskStream):
-    """A file-backed task (ImageNet): `x` is ImageFiles, decoded with the test transform
+    """A file-backed task: `x` is ImageFiles, decoded with the test transform
     when a method reads it; labels on the method's device."""
 
     workers: int = 0
@@ -161,10 +161,11 @@ class Method:
         """Task t's examples have all been seen (timed as training)."""
 
     def prepare_eval(self) -> None:
-        """Called once before each evaluation (e.g. iCaRL recomputes class means)."""
+        """Called once before each evaluation (e.g. a nearest-mean classifier recomputes its
+        class means)."""
 
     def artifacts(self) -> dict[str, torch.Tensor]:
-        """Tensors a run saves beside its record for figures (e.g. GMED's edited memory)."""
+        """Tensors a run saves beside its record for figures (e.g. a memory's edited examples)."""
         return {}
 
     def details(self) -> dict[str, Any]:
@@ -181,7 +182,7 @@ class Method:
         return model(x, tasks) if getattr(model, "takes_task", False) else model(x)
 
     def mask_logits(self, out: torch.Tensor, tasks: torch.Tensor) -> torch.Tensor:
-        """Task-incremental heads: only the task's classes compete (GEM §4.1 CIFAR)."""
+        """Task-incremental heads: only the task's classes compete."""
         if self.ctx.class_mask is None:
             return out
         return out.masked_fill(~self.ctx.class_mask[tasks], float("-inf"))
@@ -208,7 +209,7 @@ class Method:
         return {k: int(v) if isinstance(v, torch.Tensor) else v for k, v in self.counters.items()
                 if not (isinstance(v, torch.Tensor) and int(v) == 0)}
 
-    # -- memory overhead (BLD §4, spec §4.8): measured from the tensors a method keeps ------
+    # -- memory overhead: measured from the tensors a method keeps ----------------------
     # Inter-batch: what the method carries from one batch to the next, i.e. its state_attrs
     # (what a checkpoint holds besides network and optimiser). Data storage: the attributes
     # that hold training images. Intra-batch adds what a batch holds while it is processed,
@@ -229,7 +230,7 @@ class Method:
 
     def memory_bytes(self) -> dict[str, Any]:
         """Overhead beyond the network at this point of the run (evaluated after the last
-        task: BLD's tables): intra-batch peak since the task began, inter-batch, data; and
+        task): intra-batch peak since the task began, inter-batch, data; and
         the named parts of the intra-batch peak where a method itemises them."""
         carried = self._attr_bytes(self.state_attrs)
         out: dict[str, Any] = {"intra_batch": max(self._peak_intra, carried), "inter_batch": carried,

@@ -34,8 +34,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from clrepro.data.benchmarks import derive_seed
+from clrepro.seeds import derive_seed
 from clrepro.data.transforms import as_float
+from clrepro.memory.exemplars import ExemplarSet
 from clrepro.methods.base import FileStream, TaskStream, register
 from clrepro.methods.cil import ClassIncremental, soft_distillation
 from clrepro.models.lucir import BiasCorrection
@@ -89,7 +90,7 @@ class BiC(ClassIncremental):
         if hp.get("bic.bias_layers", "newest") not in BIAS_LAYERS:
             raise ValueError(f"bic.bias_layers must be one of {BIAS_LAYERS}")
         self.bias = BiasCorrection(0).to(self.device)
-        self.validation: dict[int, torch.Tensor] = {}  # class -> held-out images, uint8 (stream's)
+        self.validation = ExemplarSet()  # class -> held-out images, as the stream holds them
         # finished phases' layers (lo, hi, alpha, beta), applied with bias_layers "all"
         self.previous = torch.zeros(0, 4, device=self.device)
 
@@ -153,8 +154,7 @@ class BiC(ClassIncremental):
                       else data.x[mine.to(data.x.device)])
             self.validation[c] = images.clone()  # as the stream holds them: as_float reads them
         n = self.n_validation(t)
-        for c in self.validation:  # a smaller budget keeps the first (fixed_total policy)
-            self.validation[c] = self.validation[c][:n]
+        self.validation.trim(n)  # a smaller budget keeps the first (fixed_total policy)
 
     def training_set(self, t, data):
         """D_t less its validation rows, and the training exemplars."""
@@ -186,10 +186,8 @@ class BiC(ClassIncremental):
     def end_phase(self, t, data):
         if t == 0 or "bias_done" in self.end_state:
             return
-        classes = sorted(self.validation)
-        x = torch.cat([as_float(self.validation[c]) for c in classes])
-        y = torch.cat([torch.full((len(self.validation[c]),), c, dtype=torch.long, device=x.device)
-                       for c in classes])
+        x, y = self.validation.stacked()
+        x = as_float(x)
         was = self.model.training
         self.model.eval()
         with torch.no_grad():

@@ -5,35 +5,33 @@ two of them.
 Per phase i the network's head covers the classes seen so far (phase 0: the base classes);
 it grows when a phase begins, and a frozen copy of the previous network is kept for
 distillation. The phase trains on D_i and the exemplars of every old class; at its end the
-new classes' exemplars are chosen by the exemplar strategy (clrepro.exemplars: random,
-herding, or mnemonics with old-exemplar adjustment), optionally followed by class-balanced
-fine-tuning on the exemplars alone. "X w/ ours" (Table 1) is X with mnemonics exemplars,
-weight transfer from phase 1 and balanced fine-tuning.
+new classes' exemplars are chosen by the exemplar components (clrepro.memory.exemplars:
+random, herding; clrepro.memory.mnemonics: their mnemonics optimisation and the old
+exemplars' adjustment), optionally followed by class-balanced fine-tuning on the exemplars
+alone. "X w/ ours" (Table 1) is X with mnemonics exemplars, weight transfer from phase 1
+and balanced fine-tuning.
 
-Stored images stay as the stream gave them where nothing optimises them: random and herding
-exemplars (and BiC's held-out images) of a uint8 stream are kept as uint8, 4x smaller than
-float32 (ImageNet's 20,000 exemplars: 3 GB instead of 12 GB), and read through `as_float`,
-the stream's own conversion, so the network sees the same float32 input bit for bit.
-Mnemonics-optimised exemplars are float (they move off the 1/255 grid).
+Exemplars are kept as the stream gave them (uint8) until an optimisation moves them
+(clrepro.memory.exemplars.ExemplarSet).
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from clrepro import bilevel
-from clrepro import exemplars as ex
-from clrepro.data.benchmarks import derive_seed
+from clrepro.augment import augment
 from clrepro.data.transforms import as_float
-from clrepro.methods.base import FileStream, Method, TaskStream, register
+from clrepro.memory.exemplars import SELECTIONS, ExemplarSet, compact, stack_images
+from clrepro.memory.mnemonics import MnemonicsProgram
+from clrepro.methods.base import Method, TaskStream, register
 from clrepro.models.lucir import weight_transfer
 from clrepro.optim import build_optimizer
-from clrepro.trainset import TrainingSet, augment
+from clrepro.seeds import derive_seed
+from clrepro.trainset import TrainingSet
 
 KINDS = ("random", "herding", "mnemonics")
 POLICIES = ("per_class", "fixed_total")
@@ -100,8 +98,15 @@ class ClassIncremental(Method):
         for key, valid in (("exemplars.kind", KINDS), ("exemplars.policy", POLICIES)):
             if hp[key] not in valid:
                 raise ValueError(f"{key} must be one of {valid}")
-        # class -> images in rank order: uint8 as the stream gave them, float once optimised
-        self.exemplars: dict[int, torch.Tensor] = {}
+        self.exemplars = ExemplarSet()  # class -> images in rank order
+        kind = hp["exemplars.kind"]
+        init = hp.get("mnemonics.init", "random") if kind == "mnemonics" else kind
+        if init not in SELECTIONS:
+            raise ValueError(f"mnemonics.init must be one of {tuple(SELECTIONS)}")
+        # the selection (random | herding); mnemonics: a selection, then optimised
+        self.selection = SELECTIONS[init]()
+        self.mnemonics = (MnemonicsProgram(self) if kind == "mnemonics" or hp.get("mnemonics.adjust_old")
+                          else None)
         self.old_model: nn.Module | None = None
         self.end_state: dict = {}  # progress of a phase's end work (resumable)
         self.logged: dict[str, torch.Tensor] = {}
@@ -173,7 +178,7 @@ class ClassIncremental(Method):
         the stream's images as float32: they are kept as uint8 again, exactly, as a fresh
         run keeps them; exemplars that an optimisation may have moved stay as saved."""
         super().load_state_dict(state)
-        optimised = self.hp["exemplars.kind"] == "mnemonics" or self.hp.get("mnemonics.adjust_old")
+        optimised = self.mnemonics is not None
         stores = [getattr(self, a) for a in self.stored_data_attrs if not (a == "exemplars" and optimised)]
         for images in stores + [self.end_state.get("initial", {})]:
             for c in images:
@@ -198,10 +203,7 @@ class ClassIncremental(Method):
         if "selected" not in self.end_state:
             for c in self.phase_classes[t]:
                 members = data.class_pixels(c)  # stored as the stream holds them (uint8)
-                init = self.hp.get("mnemonics.init", "random") if self.hp["exemplars.kind"] == "mnemonics" \
-                    else self.hp["exemplars.kind"]
-                order = (ex.herding_ranking(self.features(as_float(members))) if init == "herding"
-                         else ex.random_ranking(len(members), self.gen).to(members.device))
+                order = self.selection.rank(members, self.features, self.gen)
                 self.exemplars[c] = members[order[:m]].clone()
             if self.hp.get("log.artifacts") and self.hp["exemplars.kind"] == "mnemonics":
                 # the optimised exemplars' own starting point, for C11's comparison
@@ -209,15 +211,14 @@ class ClassIncremental(Method):
             self.end_state["selected"] = True
             self.checkpoint()
         if self.hp["exemplars.kind"] == "mnemonics" and "new_done" not in self.end_state:
-            self.optimise_exemplars(self.phase_classes[t], data, "new")
+            self.mnemonics.optimise_new(t, data)
             self.end_state["new_done"] = True
             self.checkpoint()
         if t > 0 and self.hp.get("mnemonics.adjust_old") and "adjusted" not in self.end_state:
-            self.adjust_old(t)
+            self.mnemonics.adjust_old(t)
             self.end_state["adjusted"] = True
             self.checkpoint()
-        for c in self.exemplars:  # a smaller budget keeps the best-ranked (fixed_total policy)
-            self.exemplars[c] = self.exemplars[c][:m]
+        self.exemplars.trim(m)  # a smaller budget keeps the best-ranked (fixed_total policy)
         if t > 0 and self.hp["finetune.epochs"] and "finetuned" not in self.end_state:
             self.balanced_finetune(t)
             self.end_state["finetuned"] = True
@@ -229,67 +230,48 @@ class ClassIncremental(Method):
     def preflight_end_task(self, peak_during) -> int:
         """The peak of end_task's work at its largest, for the memory pre-flight
         (clrepro.preflight: run on `meta` tensors at full-scale shapes, no data): every seen
-        class's stored exemplars, and with mnemonics exemplars one outer epoch of the base
-        phase's new set (the largest), of the last phase's new set and of the last phase's
-        old-exemplar adjustment (Eq. 10), each on one validation mini-batch (every
-        meta-update of an epoch allocates the same). `peak_during(fn)`: the most memory alive
-        while fn runs. Two things are measured small and extrapolated linearly, because only
-        one allocation grows with each: the K inner steps (measured at K = 1 and 2: the
-        unroll keeps Theta_0..Theta_K) and, where the exemplars are split into inner
-        mini-batches, the number of classes (each phase's classes cut to a share f that keeps
-        every optimised set at least one mini-batch, at f and 1.5 f: one mini-batch's work is
-        alive at a time, the stored and optimised images grow with the classes)."""
+        class's stored exemplars, and the exemplar optimisation's work where there is one
+        (MnemonicsProgram.preflight_peak). `peak_during(fn)`: the most memory alive while fn
+        runs."""
         t = len(self.phase_classes) - 1
         missing = self.seen(t) - self.model.head.out_features  # the last phase's head: all classes
         if missing > 0:
             self.grow_head(missing)
-        mnemonics = self.hp["exemplars.kind"] == "mnemonics" or bool(self.hp.get("mnemonics.adjust_old"))
-        steps = self.hp.get("mnemonics.inner_steps", 1) if mnemonics else 1
-        chunk = self.hp.get("mnemonics.inner_batch")
-        full, hp, task = self.phase_classes, self.hp, self.task
-        m = self.per_class(t)
-        smallest = min(m * len(full[0]), m // 2 * sum(len(c) for c in full[:t]) if t else 10**12)
-        share = min(1.0, 1.5 * chunk / smallest) if mnemonics and chunk else 1.0
-
-        def measure(k: int, f: float) -> tuple[int, int]:
-            self.phase_classes = [c[:max(1, round(f * len(c)))] for c in full]
-            self.hp = {**hp, "mnemonics.outer_epochs": 1, "mnemonics.inner_steps": k}
-            try:
-                peak = peak_during(lambda: self._preflight_end_work(t, mnemonics))
-                return peak, sum(len(c) for c in self.phase_classes)
-            finally:
-                self.phase_classes, self.hp, self.task = full, hp, task
-                self.exemplars, self.end_state = {}, {}
-
-        ks = (1, 2) if steps > 2 else (steps,)
-        (p1, n1), *rest = [measure(k, share) for k in ks]
-        peak = p1 if not rest else rest[0][0] + (steps - 2) * (rest[0][0] - p1)
-        if share < 1.0:  # the classes: a second share, extrapolated to all of them
-            p2, n2 = measure(ks[0], 1.5 * share)
-            peak += (p2 - p1) * (sum(len(c) for c in full) - n1) / (n2 - n1)
+        if self.mnemonics is not None:
+            return self.mnemonics.preflight_peak(t, peak_during)
+        seen = [c for q in range(t + 1) for c in self.phase_classes[q]]
+        # a mini-batch of the stream's images alive beside the stored exemplars (end_task
+        # reads the new classes' images to select from)
+        peak, _ = self.preflight_measure(
+            peak_during, lambda: (self.preflight_validation(), self.preflight_store(seen)))
         return int(peak)
 
-    def _preflight_end_work(self, t: int, mnemonics: bool) -> None:
-        m, batch = self.per_class(t), self.hp.get("mnemonics.val_batch", 128)
-        shape = self.ctx.input_shape
-        stored = [c for q in range(t + 1) for c in self.phase_classes[q]]
-        validation = TaskStream(torch.zeros(batch, *shape, dtype=torch.uint8, device=self.device),
-                                torch.zeros(batch, dtype=torch.long, device=self.device))
-        # end_task stores the stream's uint8 images (meta tensors have no values to tell);
-        # exemplars are float32 once an optimisation moved them: mnemonics ones, and old
-        # ones adjusted in an earlier phase (the previous phase's are counted so too)
-        moved = self.hp["exemplars.kind"] == "mnemonics" or mnemonics
-        for phase, keep in ((0, self.phase_classes[0]), (t, stored)):
-            # (herding/random: only phase t is measured, where phase 0's have been adjusted)
-            newest = self.phase_classes[phase if self.hp["exemplars.kind"] == "mnemonics" else t]
-            for c in keep:
-                dtype = torch.float32 if moved and c not in newest else torch.uint8
-                self.exemplars.setdefault(c, torch.zeros(m, *shape, dtype=dtype, device=self.device))
-            if self.hp["exemplars.kind"] == "mnemonics":
-                self.task = phase
-                self.optimise_exemplars(self.phase_classes[phase], validation, f"new{phase}")
-        if mnemonics and t > 0 and self.hp.get("mnemonics.adjust_old"):
-            self.adjust_old(t)
+    def preflight_measure(self, peak_during, work, share: float = 1.0,
+                          hp: dict | None = None) -> tuple[int, int]:
+        """peak_during(work) with each phase's classes cut to a share and hp overridden, and
+        the number of classes kept; then the method as it was, without exemplars."""
+        full, saved, task = self.phase_classes, self.hp, self.task
+        self.phase_classes = [c[:max(1, round(share * len(c)))] for c in full]
+        self.hp = {**saved, **(hp or {})}
+        try:
+            return peak_during(work), sum(len(c) for c in self.phase_classes)
+        finally:
+            self.phase_classes, self.hp, self.task = full, saved, task
+            self.exemplars, self.end_state = ExemplarSet(), {}
+
+    def preflight_validation(self) -> TaskStream:
+        """One validation mini-batch of the stream's uint8 images (pre-flight)."""
+        batch, shape = self.hp.get("mnemonics.val_batch", 128), self.ctx.input_shape
+        return TaskStream(torch.zeros(batch, *shape, dtype=torch.uint8, device=self.device),
+                          torch.zeros(batch, dtype=torch.long, device=self.device))
+
+    def preflight_store(self, classes: list[int], moved: list[int] = ()) -> None:
+        """Zero exemplars of `classes` as end_task stores them (meta tensors have no values
+        to tell): the stream's uint8, float32 for those an optimisation `moved`."""
+        m, shape = self.per_class(len(self.phase_classes) - 1), self.ctx.input_shape
+        for c in classes:
+            dtype = torch.float32 if c in moved else torch.uint8
+            self.exemplars.setdefault(c, torch.zeros(m, *shape, dtype=dtype, device=self.device))
 
     def log_phase(self, t: int, data: TaskStream, per_class: int = 50) -> None:
         """Features (in this phase's network) of the phase's classes' exemplars, of their
@@ -314,7 +296,7 @@ class ClassIncremental(Method):
     def balanced_finetune(self, t: int) -> None:
         """Fine-tune on the exemplars only, the same number per class (§4.3): SGD at
         finetune.lr halved every 10 epochs."""
-        x, y = self.exemplar_set()
+        x, y = self.exemplars.stacked()
         opt = build_optimizer([p for p in self.model.parameters() if p.requires_grad],
                               self.hp["finetune.lr"], self.hp["optimizer"])
         sched = torch.optim.lr_scheduler.StepLR(opt, 10, 0.5)
@@ -330,196 +312,9 @@ class ClassIncremental(Method):
                 opt.step()
             sched.step()
 
-    def exemplar_set(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """All exemplars as stored (uint8 while none is float: as_float reads them), labels."""
-        classes = sorted(self.exemplars)
-        x = stack_images([self.exemplars[c] for c in classes])
-        y = torch.cat([torch.full((len(self.exemplars[c]),), c, dtype=torch.long,
-                                  device=x.device) for c in classes])
-        return x, y
-
-    # -- mnemonics (§4, Eqs. 7-10) ------------------------------------------------------
-    def adjust_old(self, t: int) -> None:
-        """Eq. 10: each old class's exemplars split into halves A and B; A is optimised with B
-        as the validation data, then B with (the new) A."""
-        old = [c for c in sorted(self.exemplars) if c not in self.phase_classes[t]]
-        half = {c: len(self.exemplars[c]) // 2 for c in old}
-
-        def part(lo, hi):
-            return TaskStream(torch.cat([as_float(self.exemplars[c][lo(c):hi(c)]) for c in old]),
-                              torch.cat([torch.full((hi(c) - lo(c),), c, dtype=torch.long,
-                                                    device=self.device) for c in old]))
-
-        first, second = (lambda c: 0, lambda c: half[c]), (lambda c: half[c], lambda c: len(self.exemplars[c]))
-        self.optimise_exemplars(old, part(*second), "adjust_a", *first)
-        self.optimise_exemplars(old, part(*first), "adjust_b", *second)
-
-    def optimise_exemplars(self, classes: list[int], validation: TaskStream, tag: str,
-                           lo=lambda c: 0, hi=None) -> None:
-        """Exemplars exemplars[c][lo(c):hi(c)] of `classes` trained against `validation`
-        (Eqs. 8-9 for new exemplars with D_i; Eq. 10 with the other half of the old ones),
-        optimised in the network's normalised input space and clamped to valid pixels.
-        Schedule (spec §4.5, Amended 2026-12-07): an outer epoch is one pass over the
-        validation data in mini-batches, reshuffled per epoch; each mini-batch gives one
-        meta-update (`mnemonics.schedule` per_epoch: one per pass, the gradient accumulated
-        over it). One checkpoint per outer epoch. Records the movement and the bilevel
-        objective before/after (`bilevel_log`)."""
-        hi = hi or (lambda c: len(self.exemplars[c]))
-        sizes = [hi(c) - lo(c) for c in classes]
-        labels = torch.cat([torch.full((n,), c, dtype=torch.long, device=self.device)
-                            for c, n in zip(classes, sizes)])
-        mean, std = self.input_stats()
-        # a leaf tensor, not nn.Parameter: the pre-flight counts a storage through the tensors
-        # that ops return, and Parameter(...) re-wraps one without an op
-        z = torch.cat([(as_float(self.exemplars[c][lo(c):hi(c)]) - mean) / std
-                       for c in classes]).requires_grad_(True)
-        lr = self.hp["mnemonics.lr"]
-        opt = torch.optim.SGD([z], lr=lr)
-        was = self.model.training
-        self.model.eval()
-        batch = self.hp.get("mnemonics.val_batch", 128)
-        bilevel_mode = self.hp.get("mnemonics.mode", "bilevel") == "bilevel"
-        per_batch = self.hp.get("mnemonics.schedule", "per_batch") == "per_batch"
-        start = self.end_state.get(f"{tag}_epoch", 0)
-        if start:
-            z.data.copy_(self.end_state[f"{tag}_z"])
-        else:
-            initial = (z.detach() * std + mean).clamp(0, 1)
-            self.end_state[f"{tag}_init"] = initial.cpu()
-            self.end_state[f"{tag}_before"] = self.bilevel_objective(initial, labels, validation, batch)
-            del initial  # its host copy is kept: not a copy of the set on the device all along
-        updates = self.end_state.get(f"{tag}_updates", 0)
-        for epoch in range(start, self.hp["mnemonics.outer_epochs"]):
-            for group in opt.param_groups:
-                group["lr"] = lr * 0.5 ** (epoch // 10)
-            gen = torch.Generator().manual_seed(derive_seed(self.ctx.seed, f"mnemonics:{tag}:{self.task}:{epoch}"))
-            shuffled = shuffle_stream(validation, gen)
-            passes = (([b] for b in shuffled.batches(batch)) if per_batch  # lazily: ImageNet decodes
-                      else [shuffled.batches(batch)])
-            for part in passes:
-                with torch.no_grad():  # meta_gradient differentiates through its own copy
-                    pixels = (z * std + mean).clamp(0, 1)
-                if bilevel_mode:
-                    grad, _ = bilevel.meta_gradient(
-                        self.model, pixels, labels, part, sum(len(y) for _, y in part) if per_batch
-                        else len(validation), self.hp["mnemonics.inner_steps"],
-                        self.hp["mnemonics.inner_lr"], self.hp.get("mnemonics.truncate_k"),
-                        recompute=self.hp.get("mnemonics.recompute", True),
-                        inner_batch=self.hp.get("mnemonics.inner_batch"))
-                    z.grad = grad.mul_(std)  # d/dz of pixels = z * std + mean
-                    del grad
-                else:
-                    z.grad = self.single_level_gradient(z, mean, std, classes, sizes, part, batch)
-                opt.step()
-                z.grad = None  # not alive during the next meta-update's unroll
-                updates += 1
-                with torch.no_grad():
-                    z.copy_(((z * std + mean).clamp(0, 1) - mean) / std)
-            if not torch.isfinite(z).all():
-                raise FloatingPointError(f"mnemonics exemplars became non-finite ({tag}, "
-                                         f"outer epoch {epoch}): lower mnemonics.lr")
-            # kept for resuming, on the host (a checkpoint writes it there anyway)
-            self.end_state[f"{tag}_epoch"], self.end_state[f"{tag}_z"] = epoch + 1, host_copy(z)
-            self.end_state[f"{tag}_updates"] = updates
-            self.checkpoint()
-        pixels = (z.detach() * std + mean).clamp(0, 1)
-        self.log_movement(tag, self.end_state[f"{tag}_init"], pixels, labels, validation, batch, updates)
-        self.model.train(was)
-        for c, part in zip(classes, pixels.split(sizes)):  # float from now on: they moved
-            stored = as_float(self.exemplars[c])
-            self.exemplars[c] = torch.cat([stored[:lo(c)], part, stored[hi(c):]])
-
-    def bilevel_objective(self, pixels, labels, validation: TaskStream, batch: int) -> float:
-        """L_c(Theta_K(E); D): the validation loss of the temporary model trained on E."""
-        return bilevel.objective(self.model, pixels, labels, validation.batches(batch),
-                                 len(validation), self.hp["mnemonics.inner_steps"],
-                                 self.hp["mnemonics.inner_lr"], self.hp.get("mnemonics.inner_batch"))
-
-    def log_movement(self, tag, initial, pixels, labels, validation, batch, updates) -> None:
-        """Evidence that the exemplars moved (spec §4.5, Amended 2026-12-07): mean |dE| in
-        grey levels (1/255 of the [0, 1] pixel range) and the bilevel objective of the
-        initial and the optimised exemplars; flagged when both barely changed."""
-        moved = float((pixels.cpu() - initial.cpu()).abs().mean()) * 255
-        before = self.end_state[f"{tag}_before"]
-        after = self.bilevel_objective(pixels, labels, validation, batch)
-        fell = (before - after) / abs(before) if before else 0.0
-        self.bilevel_log.append({
-            "phase": self.task, "set": tag, "exemplars": len(labels), "meta_updates": updates,
-            "moved_grey_levels": moved, "objective_before": before, "objective_after": after,
-            "objective_fell_rel": fell, "not_moved": moved < 1.0 and fell < 0.01})
-
-    def single_level_gradient(self, z, mean, std, classes, sizes, validation, batch) -> torch.Tensor:
-        """The official code's variant (D2), summed over the validation mini-batches given."""
-        total = torch.zeros_like(z)
-        old = [c for c in range(self.model.head.out_features) if c not in classes]
-        with torch.no_grad():
-            old_means = (torch.stack([self.features(as_float(self.exemplars[c])).mean(0) for c in old])
-                         if old else None)
-        for vx, vy in validation:
-            zz = z.detach().requires_grad_(True)
-            per_class = ((zz * std + mean).clamp(0, 1)).split(sizes)
-            loss = ex.code_single_level_gradient(self.model.features, list(per_class), classes,
-                                                 old_means, vx, vy)
-            (g,) = torch.autograd.grad(loss, zz)
-            total += g
-        return total
-
-    def input_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The per-channel mean and std of the network's input normalisation (1 and 0 when
-        it has none), shaped to broadcast over images."""
-        mean = getattr(self.model, "mean", None)
-        std = getattr(self.model, "std", None)
-        if mean is None:
-            return torch.zeros((), device=self.device), torch.ones((), device=self.device)
-        return mean, std
-
     # -- prediction -----------------------------------------------------------------------
     def predict(self, x, tasks):
         return self.model(x).argmax(1)
-
-
-def shuffle_stream(stream: TaskStream, gen: torch.Generator) -> TaskStream:
-    """The stream's images in a seeded random order (one meta-update's mini-batch mixes
-    classes; a stream is stored class by class), gathered one mini-batch at a time (a
-    shuffled copy of the whole would be one more copy of the validation set)."""
-    perm = torch.randperm(len(stream), generator=gen)
-    y = stream.y[perm.to(stream.y.device)]
-    if isinstance(stream, FileStream):
-        return FileStream(stream.x.subset(perm), y, stream.workers)
-    return PermutedStream(stream.x, y, perm.to(stream.x.device))
-
-
-@dataclass
-class PermutedStream(TaskStream):
-    """A stream's images read in the order `order` (labels `y` already in that order)."""
-
-    order: torch.Tensor | None = None
-
-    def batches(self, size: int):
-        for lo in range(0, len(self.y), size):
-            yield as_float(self.x[self.order[lo:lo + size]]), self.y[lo:lo + size]
-
-
-def host_copy(t: torch.Tensor) -> torch.Tensor:
-    """A detached copy of t in host memory (a copy even when t is already there)."""
-    return t.detach().clone() if t.device.type == "cpu" else t.detach().cpu()
-
-
-def stack_images(parts: list[torch.Tensor]) -> torch.Tensor:
-    """Stored images in one tensor: uint8 when every non-empty part is (the stream's
-    images), else float network input (as_float of each part)."""
-    if all(p.dtype == torch.uint8 or not len(p) for p in parts):
-        return torch.cat([p.to(torch.uint8) for p in parts])
-    return torch.cat([as_float(p) for p in parts])
-
-
-def compact(images: torch.Tensor) -> torch.Tensor:
-    """Float network input back to uint8 where that is exact (images a checkpoint from before
-    uint8 storage kept as float); anything else (optimised exemplars) as it is."""
-    if images.dtype == torch.uint8 or images.is_meta:
-        return images
-    pixels = images.mul(255).round_().clamp_(0, 255).to(torch.uint8)
-    return pixels if torch.equal(as_float(pixels), images) else images
 
 
 @register

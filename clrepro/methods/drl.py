@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from clrepro.data.transforms import as_float
-from clrepro.memory import BER_VARIANTS, UPDATES, ClassBalancedMemory, to_storage
+from clrepro.memory import (BER_VARIANTS, CLASS_UPDATES, Balanced, ClassBalancedMemory,
+                            ClassSplit, to_storage)
 from clrepro.methods.base import Method, TaskStream, register
 
 STRATEGIES = ("none", "shuffle", "er", "ber")
@@ -99,7 +100,7 @@ class ReplayDRL(Method):
         super().__init__(ctx, hp)
         for key, allowed in (("replay.strategy", STRATEGIES), ("drl.form", FORMS),
                              ("drl.norm", NORMS), ("ber.unit", ("class", "task")),
-                             ("memory.update", UPDATES), ("ber.variant", BER_VARIANTS)):
+                             ("memory.update", CLASS_UPDATES), ("ber.variant", BER_VARIANTS)):
             value = hp.get(key, allowed[0])
             if value not in allowed:
                 raise ValueError(f"{key} must be one of {allowed}, got {value!r}")
@@ -107,6 +108,8 @@ class ReplayDRL(Method):
         self.memory = ClassBalancedMemory(hp["replay.per_class"], ctx.n_classes, ctx.input_shape,
                                           self.device, ctx.generator,
                                           hp.get("memory.update", "ring"), ctx.n_tasks)
+        self.retrieval = (ClassSplit() if self.strategy == "er" else
+                          Balanced(hp.get("ber.unit", "class"), hp.get("ber.variant", "even")))
         self.pending: dict[str, torch.Tensor] = {}  # shuffle: the task's merged order so far
 
     # -- the loss of one training mini-batch ---------------------------------------------
@@ -141,22 +144,9 @@ class ReplayDRL(Method):
             mem.add(x, y, tasks)
             return
         mem.add(x, y, tasks)  # ER and BER draw from a memory that holds the stream batch
-        if self.strategy == "er":
-            idx = mem.split(k, self._current(y, mem.n_classes))
-        else:
-            unit = self.hp["ber.unit"]
-            units = y if unit == "class" else tasks
-            n_units = mem.n_classes if unit == "class" else mem.n_tasks
-            idx = mem.balanced(k, unit, self._current(units, n_units),
-                               self.hp.get("ber.variant", "even"))
-        bx, by, bt = mem.batch(idx)
+        bx, by, bt = mem.batch(self.retrieval(mem, k, x, y, tasks))
         self.hold_during_batch(bx)
         self.train_on(bx, by, bt)
-
-    @staticmethod
-    def _current(units: torch.Tensor, n_units: int) -> torch.Tensor:
-        """Which units occur in the stream batch, as a bool mask (no host round trip)."""
-        return (units[:, None] == torch.arange(n_units, device=units.device)).any(0)
 
     def begin_task(self, t: int, data: TaskStream | None = None) -> None:
         super().begin_task(t, data)

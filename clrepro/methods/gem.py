@@ -78,7 +78,7 @@ class GEM(Method):
         return group_gradients(self.model, self.model, xs, ys, ws, masks)
 
     def observe(self, x, y, tasks):
-        self.memory.add(self.task, x, y)
+        self.memory.add(x, y, self.task)
         mem_grads = self.memory_gradients() if self.task > 0 else None
         self.opt.zero_grad(set_to_none=True)
         self.loss(x, y, tasks).backward()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from clrepro.memory import uniform_slots
 from clrepro.methods.base import register
 from clrepro.methods.lookahead import forward_with, sgd_step_params, untouched_buffers
 from clrepro.methods.replay import ER, MIR
@@ -57,7 +58,7 @@ class Editing:
     }
 
     def edit_indices(self, x, y) -> torch.Tensor:
-        return self.memory.sample(self.hp["replay.batch_size"])
+        return uniform_slots(self.memory, self.hp["replay.batch_size"])
 
     def direction(self, mx, my, x, y) -> torch.Tensor:
         raise NotImplementedError
@@ -200,5 +201,5 @@ class HindsightEdit(_GMEDDirection, _EditThenReplay):
     name = "er_hindsight_edit"
 
     def direction(self, mx, my, x, y):
-        look = self.memory.sample(self.hp["replay.batch_size"])
+        look = uniform_slots(self.memory, self.hp["replay.batch_size"])
         return super().direction(mx, my, self.memory.x[look], self.memory.y[look])

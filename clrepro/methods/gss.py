@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
+from clrepro.memory import GradientDiverse
 from clrepro.methods.base import register
 from clrepro.methods.replay import ER
 
@@ -28,56 +29,19 @@ def per_example_gradients(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tens
 
 @register
 class GSSGreedy(ER):
-    """GSS-Greedy: the memory keeps gradient-diverse examples instead of a reservoir sample.
-
-    Each incoming example gets the score c = 1 + max cosine similarity between its gradient
-    and those of `gss.compare` random memory examples. While the memory has room it is
-    added; otherwise, if c < 2, a memory slot i is drawn with probability proportional to
-    the stored scores and replaced with probability C_i / (C_i + c). Training is ER's
-    (stream + random replay). hp: + gss.compare (10, spec suite default)."""
+    """GSS-Greedy: ER whose memory keeps gradient-diverse examples instead of a reservoir
+    sample (update clrepro.memory.GradientDiverse): each incoming example gets the score
+    c = 1 + max cosine similarity between its gradient and those of `gss.compare` random
+    memory examples. While the memory has room it is added; otherwise, if c < 2, a memory
+    slot i is drawn with probability proportional to the stored scores and replaced with
+    probability C_i / (C_i + c). Training is ER's (stream + random replay).
+    hp: + gss.compare (10, spec suite default)."""
 
     name = "gss"
     hyperparameters = {
         "gss.compare": "memory gradients each candidate is compared with",
     }
-    state_attrs = ("memory", "scores")
 
-    def __init__(self, ctx, hp):
-        super().__init__(ctx, hp)
-        self.scores = torch.zeros(hp["memory"], dtype=torch.float64)
-
-    def observe(self, x, y, tasks):
-        for _ in range(self.hp["replay.iterations"]):
-            idx = self.replay_indices(x, y)
-            mem = self.memory
-            self.opt.zero_grad(set_to_none=True)
-            self.replay_loss(x, y, tasks, mem.x[idx], mem.y[idx], mem.t[idx]).backward()
-            self.opt.step()
-        self.gss_update(x, y, tasks)
-
-    def gss_update(self, x, y, tasks) -> None:
-        mem, gen = self.memory, self.ctx.generator
-        new = F.normalize(per_example_gradients(self.model, x, y), dim=1)
-        ref = mem.sample(self.hp["gss.compare"])
-        if len(ref):
-            old = F.normalize(per_example_gradients(self.model, mem.x[ref], mem.y[ref]), dim=1)
-            c = (new @ old.T).max(dim=1).values.double().cpu() + 1.0
-        else:
-            c = torch.zeros(len(x), dtype=torch.float64)
-        draws = torch.rand(len(x), 2, generator=gen, dtype=torch.float64)
-        for k in range(len(x)):
-            mem.seen += 1
-            if mem.size < mem.capacity:
-                slot = mem.size
-                mem.size += 1
-            elif c[k] < 2.0:
-                p = self.scores / self.scores.sum() if self.scores.sum() > 0 else None
-                i = (int(torch.multinomial(p, 1, generator=gen)) if p is not None
-                     else int(draws[k, 0] * mem.capacity))
-                if draws[k, 1] >= self.scores[i] / (self.scores[i] + c[k]):
-                    continue
-                slot = i
-            else:
-                continue
-            mem.write(slot, x[k], y[k], tasks[k])
-            self.scores[slot] = c[k]
+    def make_update(self):
+        return GradientDiverse(self.hp["memory"], self.hp["gss.compare"],
+                               lambda x, y: per_example_gradients(self.model, x, y))

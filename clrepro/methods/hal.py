@@ -7,7 +7,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from clrepro.memory import TaskRingMemory
+from clrepro.memory import TaskRingMemory, UniformOverTasks
 from clrepro.methods.base import Method, register
 from clrepro.methods.lookahead import forward_with, sgd_step_params
 
@@ -49,6 +49,7 @@ class HAL(Method):
         self.memory = TaskRingMemory(ctx.n_tasks, max(1, hp["memory"] // ctx.n_tasks),
                                      ctx.input_shape, self.device,
                                      torch.zeros(ctx.n_tasks, dtype=torch.long))
+        self.retrieval = UniformOverTasks(ctx.generator)
         self.anchors = torch.zeros(0, *ctx.input_shape, device=self.device)
         self.anchor_y = torch.zeros(0, dtype=torch.long, device=self.device)
         n_feat = self.model.features(torch.zeros(1, *ctx.input_shape, device=self.device)).shape[1]
@@ -62,14 +63,8 @@ class HAL(Method):
 
     def replay_batch(self):
         """A uniform draw from the filled slots of the tasks seen so far."""
-        mem = self.memory
-        slots = [(k, i) for k in range(self.task + 1) for i in range(mem.filled(k))]
-        if not slots:
-            return None, None
-        pick = torch.randperm(len(slots), generator=self.ctx.generator)[:self.hp["replay.batch_size"]]
-        ks = torch.tensor([slots[i][0] for i in pick], device=self.device)
-        js = torch.tensor([slots[i][1] for i in pick], device=self.device)
-        return mem.x[ks, js], mem.y[ks, js]
+        idx = self.retrieval(self.memory, self.hp["replay.batch_size"], self.task)
+        return (None, None) if idx is None else self.memory.batch(idx)
 
     def observe(self, x, y, tasks):
         with torch.no_grad():  # running class means of the current task's features
@@ -86,7 +81,7 @@ class HAL(Method):
             loss = loss + self.hp["hal.lambda"] * drift.pow(2).sum(1).mean()
         loss.backward()
         self.opt.step()
-        self.memory.add(self.task, x, y)
+        self.memory.add(x, y, self.task)
 
     def end_task(self, t, data=None):
         hindsight = self._finetuned_on_memory(t)

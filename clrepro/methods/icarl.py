@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from clrepro.exemplars import herding
+from clrepro.memory.exemplars import ExemplarSet, herding
 from clrepro.methods.base import Method, register
 
 
@@ -48,7 +48,7 @@ class ICaRL(Method):
         if ctx.class_mask is None:
             raise ValueError("icarl (gem_code) needs a task-incremental benchmark")
         self.task_classes = [torch.nonzero(m).flatten().tolist() for m in ctx.class_mask]
-        self.exemplars: dict[int, torch.Tensor] = {}
+        self.exemplars = ExemplarSet()  # class -> images chosen by herding
         self.targets: dict[int, torch.Tensor] = {}  # stored network outputs of the exemplars
         self.seen_x: list[torch.Tensor] = []
         self.seen_y: list[torch.Tensor] = []
@@ -84,8 +84,7 @@ class ICaRL(Method):
         classes = self.task_classes[t]
         per_class = self.hp["memory"] // (len(self.exemplars) + len(classes))
         if self.hp["icarl.trim_old"]:
-            for c in self.exemplars:
-                self.exemplars[c] = self.exemplars[c][:per_class]
+            self.exemplars.trim(per_class)
         for c in classes:
             cx = x[y == c]
             if len(cx) == 0 or per_class == 0:

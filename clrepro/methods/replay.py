@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from clrepro.memory import ReservoirMemory
+from clrepro.memory import MaximallyInterfered, Reservoir, SlotMemory, Uniform
 from clrepro.methods.base import Method, register
-from clrepro.methods.lookahead import lookahead_losses
 
 LOSS_MODES = ("union_mean", "sum_of_means")
 
@@ -24,8 +23,9 @@ class ER(Method):
 
     hp: lr, memory, replay.batch_size, replay.iterations, er.loss (spec D5: union_mean =
     mean over the 20 examples, paper; sum_of_means = stream mean + memory mean, code).
-    Subclasses change where replay examples come from (`replay_indices`) or edit memory
-    before the update (`before_update`).
+    Memory = SlotMemory + `make_update()` (Reservoir) + `make_retrieval()` (Uniform);
+    subclasses swap a component (MIR: retrieval; GSS: update) or edit memory before the
+    update (`before_update`, GMED).
     """
 
     name = "er"
@@ -45,11 +45,18 @@ class ER(Method):
         super().__init__(ctx, hp)
         if hp["er.loss"] not in LOSS_MODES:
             raise ValueError(f"er.loss must be one of {LOSS_MODES}")
-        self.memory = ReservoirMemory(hp["memory"], ctx.input_shape, self.device, ctx.generator,
-                                      track_origin=bool(hp.get("gmed.log_edits", False)))
+        self.memory = SlotMemory(hp["memory"], ctx.input_shape, self.device, ctx.generator,
+                                 self.make_update(), bool(hp.get("gmed.log_edits", False)))
+        self.retrieval = self.make_retrieval()
+
+    def make_update(self):
+        return Reservoir()
+
+    def make_retrieval(self):
+        return Uniform()
 
     def replay_indices(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.memory.sample(self.hp["replay.batch_size"])
+        return self.retrieval(self.memory, self.hp["replay.batch_size"], x, y, None, self.model)
 
     def before_update(self, x: torch.Tensor, y: torch.Tensor, iteration: int) -> None:
         """Hook run at every iteration before the replay batch is drawn (GMED edits here)."""
@@ -65,19 +72,18 @@ class ER(Method):
         for iteration in range(self.hp["replay.iterations"]):
             self.before_update(x, y, iteration)
             idx = self.replay_indices(x, y)
-            mem = self.memory
             self.opt.zero_grad(set_to_none=True)
-            self.replay_loss(x, y, tasks, mem.x[idx], mem.y[idx], mem.t[idx]).backward()
+            self.replay_loss(x, y, tasks, *self.memory.batch(idx)).backward()
             self.opt.step()
         self.memory.add(x, y, tasks)
 
 
 @register
 class MIR(ER):
-    """Maximally Interfered Retrieval (Aljundi et al. 2019a): draw `mir.candidates` memory
-    examples, take a virtual SGD step (lr tau) on the stream batch, and replay the
-    `replay.batch_size` candidates whose loss increases most. As in GMED, candidates of the
-    current task are not filtered out (the official MIR code does, which needs task ids).
+    """Maximally Interfered Retrieval (Aljundi et al. 2019a): ER with the retrieval
+    clrepro.memory.MaximallyInterfered: draw `mir.candidates` memory examples, take a virtual
+    SGD step (lr tau) on the stream batch, and replay the `replay.batch_size` candidates whose
+    loss increases most (current-task candidates are not filtered out, as in GMED).
 
     hp: + mir.candidates (50; 25 on mini-ImageNet).
     """
@@ -87,15 +93,5 @@ class MIR(ER):
         "mir.candidates": "memory candidates scored per step",
     }
 
-    def replay_indices(self, x, y):
-        k = self.hp["replay.batch_size"]
-        cand = self.memory.sample(self.hp["mir.candidates"])
-        if len(cand) <= k:
-            return cand
-        return cand[self.interference(x, y, cand).topk(k).indices]
-
-    def interference(self, x, y, cand: torch.Tensor) -> torch.Tensor:
-        """Loss increase of each candidate after one virtual SGD step on the stream batch."""
-        mem = self.memory
-        before, after = lookahead_losses(self.model, mem.x[cand], mem.y[cand], x, y, self.hp["lr"])
-        return after - before
+    def make_retrieval(self):
+        return MaximallyInterfered(self.hp["mir.candidates"], self.hp["lr"])
