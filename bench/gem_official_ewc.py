@@ -32,11 +32,11 @@ import torch
 from clrepro import config as cfg
 from clrepro import plan as planning
 from clrepro.data.benchmarks import materialize
-from clrepro.seeds import derive_seed
 from clrepro.data.definitions import BenchmarkDef
 from clrepro.data.transforms import as_float
 from clrepro.methods.ewc import EWC
 from clrepro.models import build_model
+from clrepro.seeds import derive_seed
 from clrepro.train import build_phases, train_run
 
 BENCH = "rot_fmnist@gem2017.quick"

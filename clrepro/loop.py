@@ -21,11 +21,11 @@ from typing import Any, Callable
 import torch
 
 from clrepro.data.benchmarks import Benchmark
-from clrepro.seeds import derive_seed
 from clrepro.data.images import ImageFiles
 from clrepro.data.transforms import as_float
 from clrepro.fsutil import atomic_path, stable_hash
 from clrepro.methods.base import Context, Method
+from clrepro.seeds import derive_seed
 
 log = logging.getLogger("clrepro")
 CHECKPOINT_VERSION = 2  # 2: keyed on the whole protocol (checkpoint_key)

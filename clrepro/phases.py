@@ -33,12 +33,12 @@ from typing import Any
 import torch
 
 from clrepro.data.benchmarks import Benchmark
-from clrepro.seeds import derive_seed
 from clrepro.data.images import ImageFiles
 from clrepro.loop import Checkpointer, Clock, Evaluator, builder, checkpoint_key, fresh_state, measured
 from clrepro.methods.base import FileStream, Method, TaskStream
 from clrepro.optim import build_schedule
 from clrepro.progress import Progress
+from clrepro.seeds import derive_seed
 
 log = logging.getLogger("clrepro")
 

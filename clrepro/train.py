@@ -23,12 +23,12 @@ import numpy as np
 import torch
 
 from clrepro.data.benchmarks import Benchmark
-from clrepro.seeds import derive_seed
 from clrepro.data.transforms import as_float
 from clrepro.loop import (Checkpointer, Clock, Evaluator, builder, checkpoint_key, fresh_state,
                           make_context, measured, peak_memory, reset_peak_memory)
 from clrepro.methods.base import Method, TaskStream
 from clrepro.progress import Progress
+from clrepro.seeds import derive_seed
 from clrepro.schedule import EvalSchedule, StopRule, Study
 
 log = logging.getLogger("clrepro")

@@ -20,8 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from clrepro.seeds import derive_seed
 from clrepro.data.transforms import as_float
+from clrepro.seeds import derive_seed
 
 
 def per_example_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
