@@ -112,8 +112,8 @@ class Evaluator:
             hits = torch.zeros((), dtype=torch.long, device=self.device)
             bounds = [(lo, min(lo + self.batch_size, n_used)) for lo in range(0, n_used, self.batch_size)]
             for (lo, hi), xb in zip(bounds, self.inputs(x, bounds)):
-                tasks = torch.full((hi - lo,), t, dtype=torch.long, device=self.device)
-                hits += (method.predict(xb, tasks) == y[lo:hi]).sum()
+                task_ids = torch.full((hi - lo,), t, dtype=torch.long, device=self.device)
+                hits += (method.predict(xb, task_ids) == y[lo:hi]).sum()
             correct.append(hits)
         accs: list[float | None] = [None] * len(self.tests)
         for t, c in zip(wanted, torch.stack(correct).tolist()):

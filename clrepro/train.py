@@ -25,15 +25,13 @@ import torch
 from clrepro.data.benchmarks import Benchmark
 from clrepro.data.transforms import as_float
 from clrepro.loop import (Checkpointer, Clock, Evaluator, builder, checkpoint_key, fresh_state,
-                          make_context, measured, peak_memory, reset_peak_memory)
+                          measured, peak_memory, reset_peak_memory)
 from clrepro.methods.base import Method, TaskStream
 from clrepro.progress import Progress
 from clrepro.seeds import derive_seed
 from clrepro.schedule import EvalSchedule, StopRule, Study
 
 log = logging.getLogger("clrepro")
-__all__ = ["Evaluator", "build_phases", "make_context", "peak_memory", "reset_peak_memory",
-           "train_run"]
 
 # What this trainer reads from a run's hyperparameters (checked at plan time, see
 # clrepro.methods.catalog); methods declare their own keys, and the strategies the papers

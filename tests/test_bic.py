@@ -6,7 +6,7 @@ import torch
 
 from clrepro.methods import METHODS
 from clrepro.phases import train_phases
-from clrepro.train import make_context
+from clrepro.loop import make_context
 
 from test_mnemonics import HP, bench
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from clrepro.methods import METHODS
-from clrepro.train import make_context
+from clrepro.loop import make_context
 
 from test_mnemonics import HP, bench
 

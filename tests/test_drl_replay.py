@@ -317,7 +317,7 @@ def test_a_run_s_peak_memory_is_its_own_not_the_process_s():
     if not Path("/proc/self/clear_refs").exists():
         pytest.skip("resetting the resident-set peak needs Linux /proc")
     probe = ("import torch\n"
-             "from clrepro.train import peak_memory, reset_peak_memory\n"
+             "from clrepro.loop import peak_memory, reset_peak_memory\n"
              "cpu = torch.device('cpu')\n"
              "big = torch.ones(200 * 2**20 // 4)\n"
              "big += 1  # touch 200 MiB\n"

@@ -15,7 +15,8 @@ import torch.nn as nn
 from clrepro.methods import METHODS
 from clrepro.models import build_model
 from clrepro.phases import train_phases
-from clrepro.train import Evaluator, train_run
+from clrepro.loop import Evaluator
+from clrepro.train import train_run
 
 from conftest import tiny_benchmark
 from test_methods import HP as ONLINE_HP, TASK_AWARE

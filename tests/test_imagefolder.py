@@ -21,7 +21,7 @@ from clrepro.methods import METHODS
 from clrepro.papers.mnemonics2020 import protocol
 from clrepro.papers.mnemonics2020.classes import CIFAR100_ORDER, IMAGENET_SUBSET_WNIDS
 from clrepro.phases import train_phases
-from clrepro.train import Evaluator
+from clrepro.loop import Evaluator
 from tests.imagenet_tree import image, make_tree
 
 CPU = torch.device("cpu")
@@ -139,7 +139,7 @@ def test_evaluating_files_equals_evaluating_their_decoded_images(data_dir, tmp_p
 
 
 def _ctx(bench):
-    from clrepro.train import make_context
+    from clrepro.loop import make_context
 
     return make_context(bench, CPU, 0, 1, True)
 

@@ -278,7 +278,7 @@ def test_weight_transfer_keeps_the_phase_0_convolutions():
     b = bench()
     lucir = METHODS["lucir"]
     from clrepro.methods.base import TaskStream
-    from clrepro.train import make_context
+    from clrepro.loop import make_context
 
     method = lucir(make_context(b, CPU, 0, 1), {**HP, "exemplars.kind": "herding"})
 
@@ -340,7 +340,7 @@ def test_bf16_steps_and_per_filter_scales_train():
     b = bench()
     out = train_phases(b, METHODS["lucir"], hp, 0, 1, CPU)
     assert out["status"] == "ok" and out["R"][1][1] is not None
-    from clrepro.train import make_context
+    from clrepro.loop import make_context
 
     method = METHODS["lucir"](make_context(b, CPU, 0, 1), hp)
     method.restore_structure(1, "train")  # phase 1: the convolutions are transferred

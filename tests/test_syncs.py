@@ -10,7 +10,8 @@ import torch
 from clrepro.methods import METHODS
 from clrepro.phases import train_phases
 from clrepro.syncs import SyncCounter
-from clrepro.train import Evaluator, train_run
+from clrepro.loop import Evaluator
+from clrepro.train import train_run
 
 from conftest import tiny_benchmark
 from test_methods import HP, MLP, ONLINE, TASK_AWARE, context

@@ -77,7 +77,7 @@ class Oracle:
 
 
 def test_drop_last_quirk_skips_one_example_but_divides_by_all():
-    from clrepro.train import Evaluator
+    from clrepro.loop import Evaluator
 
     bench = tiny_benchmark(n_tasks=2)
     for task in bench.tasks:

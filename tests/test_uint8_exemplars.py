@@ -12,7 +12,7 @@ from clrepro.memory import exemplars as ex
 from clrepro.data.transforms import as_float
 from clrepro.methods import METHODS
 from clrepro.phases import task_stream
-from clrepro.train import make_context
+from clrepro.loop import make_context
 
 from test_mnemonics import HP, bench
 
